@@ -1,0 +1,34 @@
+"""Deterministic patient-level splits shared by every model.
+
+A subject's split depends only on its subject_id (a keyed hash, so already uniform), never on the
+order of the data or on which model asks: 80% train, 10% tuning, 10% held_out.
+"""
+import numpy as np
+
+SPLITS = ("train", "tuning", "held_out")
+_BOUNDS = (80, 90)  # percent: [0, 80) train, [80, 90) tuning, [90, 100) held_out
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.uint64, copy=True)
+    with np.errstate(over="ignore"):
+        x += np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return x
+
+
+def split_codes(subject_ids) -> np.ndarray:
+    """Split index per subject: 0 train, 1 tuning, 2 held_out.  (n,) int64 -> (n,) uint8"""
+    ids = np.asarray(subject_ids, dtype=np.int64).view(np.uint64)
+    bucket = _splitmix64(ids) % np.uint64(100)
+    out = np.zeros(ids.shape, dtype=np.uint8)
+    out[bucket >= _BOUNDS[0]] = 1
+    out[bucket >= _BOUNDS[1]] = 2
+    return out
+
+
+def split_names(subject_ids) -> np.ndarray:
+    """Split name per subject ("train" / "tuning" / "held_out")."""
+    return np.asarray(SPLITS, dtype=object)[split_codes(subject_ids)]

@@ -1,0 +1,1 @@
+"""The `claimsfm` command line (installed as claimsfm.cli). Nothing imports this package."""

@@ -1,0 +1,1 @@
+"""Triton kernels (installed as claimsfm.kernels). Imports nothing from claimsfm."""
