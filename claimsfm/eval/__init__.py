@@ -1,0 +1,1 @@
+"""Evaluation: metrics with patient bootstrap, fine-tuning / linear probe of a checkpoint, `run`."""
