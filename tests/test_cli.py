@@ -5,30 +5,26 @@ import sys
 import claimsfm
 
 
-def _run(*args):
-    return subprocess.run([sys.executable, "-m", "claimsfm.cli.main", *args], capture_output=True, text=True)
-
-
-def test_version():
-    out = _run("--version")
+def test_version(cli):
+    out = cli("--version")
     assert out.returncode == 0
     assert out.stdout.strip() == f"claimsfm {claimsfm.__version__}"
 
 
-def test_help_lists_every_command():
-    out = _run("--help")
+def test_help_lists_every_command(cli):
+    out = cli("--help")
     assert out.returncode == 0
     for cmd in ("synth", "ingest", "pretrain", "evaluate", "sweep", "report", "demo"):
         assert cmd in out.stdout
 
 
-def test_import_and_help_load_no_heavy_library():
+def test_import_and_help_load_no_heavy_library(tmp_path):
     code = (
         "import sys, claimsfm, claimsfm.cli.main as m\n"
         "heavy = [k for k in ('torch', 'triton', 'lightgbm') if k in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
 
