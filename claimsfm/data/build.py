@@ -1,0 +1,342 @@
+"""Build the token store from a MEDS dataset, one shard at a time (design.md §3.2, internals.md §4).
+
+Two passes over `data/**/*.parquet`: the first counts codes (all splits, for codes.json; train only,
+for the vocabulary, so held-out patients never shape it) and events per subject; the second sorts
+each shard's events and scatters them into `.npy` files opened as writable memory maps at their
+final positions. Only one shard is in memory at a time.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from claimsfm import __version__
+from claimsfm.data import store as S
+from claimsfm.errors import ClaimsfmError, located
+from claimsfm.io import atomic_dir, write_json
+from claimsfm.splits import SPLITS, split_codes
+
+CODE_LEVELS = ("raw", "mapped")
+BIRTH, DEATH, INPATIENT = "MEDS_BIRTH", "MEDS_DEATH", "JPVISIT//INPATIENT"
+SEX_CODES = {"SEX//M": 1, "SEX//F": 2}
+_US_PER_DAY = 86_400_000_000
+
+
+def _progress(items, desc):
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="shard", disable=None, leave=False)
+
+
+def months_of_days(day: np.ndarray) -> np.ndarray:
+    """Month index (year*12 + month-1) of each day since 1970-01-01.  (N,) int32 -> (N,) int32"""
+    m = np.asarray(day, dtype=np.int64).astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    return (m + 1970 * 12).astype(np.int32)
+
+
+@dataclass
+class _Shard:
+    path: Path
+    sid: np.ndarray          # (R,) int64 per row
+    dated: np.ndarray        # (R,) bool: time is not null
+    day: np.ndarray          # (R,) int32 (0 where not dated)
+    code: pa.ChunkedArray    # (R,) string
+    value: np.ndarray        # (R,) float32, NaN when null
+    facility: pa.ChunkedArray | None
+    suspected: np.ndarray    # (R,) bool
+
+
+def _read_shard(path: Path) -> _Shard:
+    try:
+        names = set(pq.read_schema(path).names)
+        missing = [c for c in ("subject_id", "time", "code") if c not in names]
+        if missing:
+            raise located(path, None, f"not a MEDS shard: missing column(s) {', '.join(missing)}")
+        cols = ["subject_id", "time", "code"] + [c for c in ("numeric_value", "facility", "suspected") if c in names]
+        t = pq.read_table(path, columns=cols)
+        time_us = pc.cast(t["time"], pa.timestamp("us")).cast(pa.int64())
+        sid = pc.cast(t["subject_id"], pa.int64())
+        code = pc.cast(t["code"], pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise located(path, None, f"unreadable MEDS shard ({exc})") from None
+    if sid.null_count or code.null_count:
+        raise located(path, None, "null subject_id or code")
+    dated = time_us.is_valid().to_numpy(zero_copy_only=False)
+    us = pc.fill_null(time_us, 0).to_numpy()
+    n = len(t)
+    value = (pc.fill_null(pc.cast(t["numeric_value"], pa.float32()), float("nan")).to_numpy()
+             if "numeric_value" in names else np.full(n, np.nan, np.float32))
+    susp = (pc.fill_null(t["suspected"], False).to_numpy(zero_copy_only=False).astype(bool)
+            if "suspected" in names else np.zeros(n, bool))
+    return _Shard(path, sid.to_numpy(), dated, np.floor_divide(us, _US_PER_DAY).astype(np.int32), code,
+                  value.astype(np.float32), t["facility"] if "facility" in names else None, susp)
+
+
+def _event_mask(sh: _Shard) -> np.ndarray:
+    """Rows that become CSR events: dated, and not MEDS_BIRTH (which fills birth_day instead)."""
+    return sh.dated & ~pc.equal(sh.code, BIRTH).to_numpy(zero_copy_only=False)
+
+
+class _Splits:
+    """Split per subject: metadata/subject_splits.parquet, else the shard's folder name, else the hash."""
+
+    def __init__(self, meds_dir: Path):
+        self.ids = None
+        path = meds_dir / "metadata" / "subject_splits.parquet"
+        if path.is_file():
+            t = pq.read_table(path, columns=["subject_id", "split"])
+            ids = t["subject_id"].to_numpy().astype(np.int64)
+            names = t["split"].to_pylist()
+            bad = sorted({s for s in names if s not in SPLITS})
+            if bad:
+                raise located(path, None, f"unknown split name(s) {bad}; expected {', '.join(SPLITS)}")
+            codes = np.array([SPLITS.index(s) for s in names], dtype=np.uint8)
+            order = np.argsort(ids, kind="stable")
+            self.ids, self.codes = ids[order], codes[order]
+
+    def of(self, ids: np.ndarray, folder: str) -> np.ndarray:
+        out = np.full(len(ids), SPLITS.index(folder), np.uint8) if folder in SPLITS else split_codes(ids)
+        if self.ids is not None and len(self.ids):
+            pos = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
+            hit = self.ids[pos] == ids
+            out[hit] = self.codes[pos[hit]]
+        return out
+
+
+@dataclass
+class _Scan:
+    """What pass 1 learns about one shard."""
+    path: Path
+    ids: np.ndarray        # (m,) int64 sorted unique subject ids
+    n_events: np.ndarray   # (m,) int64 events per subject
+    split: np.ndarray      # (m,) uint8
+    code_counts: Counter = field(default_factory=Counter)   # raw code -> rows (all splits)
+    train_counts: Counter = field(default_factory=Counter)  # (raw code, suspected) -> train events
+    month_range: tuple | None = None
+
+
+def _scan(path: Path, splits: _Splits) -> _Scan:
+    sh = _read_shard(path)
+    ids, inverse = np.unique(sh.sid, return_inverse=True)
+    ev = _event_mask(sh)
+    split = splits.of(ids, path.parent.name)
+    scan = _Scan(path, ids, np.bincount(inverse[ev], minlength=len(ids)).astype(np.int64), split)
+    vc = pc.value_counts(sh.code)
+    scan.code_counts.update(dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())))
+    train_ev = ev & (split[inverse] == 0)
+    if train_ev.any():
+        t = pa.table({"code": sh.code, "suspected": pa.array(sh.suspected)}).filter(pa.array(train_ev))
+        g = t.group_by(["code", "suspected"]).aggregate([("code", "count")])
+        for c, s, k in zip(g["code"].to_pylist(), g["suspected"].to_pylist(), g["code_count"].to_pylist()):
+            scan.train_counts[(c, bool(s))] += k
+    months = months_of_days(sh.day[ev])
+    if len(months):
+        scan.month_range = (int(months.min()), int(months.max()))
+    return scan
+
+
+def _load_parents(meds_dir: Path) -> dict[str, list[str]]:
+    path = meds_dir / "metadata" / "codes.parquet"
+    if not path.is_file():
+        return {}
+    t = pq.read_table(path)
+    if "code" not in t.column_names:
+        raise located(path, None, "missing column 'code'")
+    parents = t["parent_codes"].to_pylist() if "parent_codes" in t.column_names else [None] * len(t)
+    return {c: [p for p in (ps or []) if p] for c, ps in zip(t["code"].to_pylist(), parents)}
+
+
+def _token_name(code: str, suspected: bool, parents: dict, code_level: str) -> str:
+    base = code
+    if code_level == "mapped" and parents.get(code):
+        base = parents[code][-1]  # the coarsest parent: ICD-10 3-char, YJ4 class, 区分 section
+    return base + S.SUSPECTED_SUFFIX if suspected else base
+
+
+def _make_vocab(train_counts: Counter, parents, code_level, min_count) -> dict[str, int]:
+    counts: Counter = Counter()
+    for (code, susp), k in train_counts.items():
+        counts[_token_name(code, susp, parents, code_level)] += k
+    kept = sorted((t for t, k in counts.items() if k >= min_count), key=lambda t: (-counts[t], t))
+    return {tok: i for i, tok in enumerate(list(S.SPECIALS) + kept)}
+
+
+def _token_tables(code_names, vocab, parents, code_level) -> tuple[np.ndarray, np.ndarray]:
+    """(n_codes,) int32 token id of each raw code, plain and suspected."""
+    plain = np.array([vocab.get(_token_name(c, False, parents, code_level), S.UNK) for c in code_names], np.int32)
+    susp = np.array([vocab.get(_token_name(c, True, parents, code_level), S.UNK) for c in code_names], np.int32)
+    return plain, susp
+
+
+def assign_visits(sid: np.ndarray, day: np.ndarray, fac: np.ndarray, inpatient: np.ndarray):
+    """Visit index within each subject and the inpatient flag of each event's visit.
+
+    A visit is one month at one facility (design.md §3.3); a subject's visits are numbered in order
+    of their first day, ties broken by facility. (N,) arrays -> visit (N,) int32, inpatient (N,) bool.
+    """
+    n = len(sid)
+    if n == 0:
+        return np.zeros(0, np.int32), np.zeros(0, bool)
+    month = months_of_days(day)
+    o = np.lexsort((day, fac, month, sid))
+    s, m, f = sid[o], month[o], fac[o]
+    new = np.ones(n, bool)
+    new[1:] = (s[1:] != s[:-1]) | (m[1:] != m[:-1]) | (f[1:] != f[:-1])
+    gid_sorted = np.cumsum(new) - 1
+    starts = np.flatnonzero(new)
+    g_sid, g_first, g_fac = s[starts], day[o][starts], f[starts]
+    g_inp = np.bincount(gid_sorted, weights=inpatient[o].astype(np.float64), minlength=len(starts)) > 0
+    go = np.lexsort((g_fac, g_first, g_sid))
+    first_of_subject = np.ones(len(go), bool)
+    first_of_subject[1:] = g_sid[go][1:] != g_sid[go][:-1]
+    pos = np.arange(len(go))
+    g_rank = np.empty(len(go), np.int64)
+    g_rank[go] = pos - np.maximum.accumulate(np.where(first_of_subject, pos, 0))
+    gid = np.empty(n, np.int64)
+    gid[o] = gid_sorted
+    return g_rank[gid].astype(np.int32), g_inp[gid]
+
+
+def _subject_fields(sh: _Shard, inverse: np.ndarray, m: int) -> dict[str, np.ndarray]:
+    """birth_day, sex, death_day of the shard's m subjects."""
+    big = np.iinfo(np.int32).max
+    out = {}
+    for name, code in (("birth_day", BIRTH), ("death_day", DEATH)):
+        rows = pc.equal(sh.code, code).to_numpy(zero_copy_only=False) & sh.dated
+        first = np.full(m, big, np.int32)
+        np.minimum.at(first, inverse[rows], sh.day[rows])
+        out[name] = np.where(first == big, -1, first).astype(np.int32)
+    sex = np.zeros(m, np.int8)
+    for code, val in SEX_CODES.items():
+        sex[inverse[pc.equal(sh.code, code).to_numpy(zero_copy_only=False)]] = val
+    out["sex"] = sex
+    return out
+
+
+def _facility_ids(sh: _Shard, ev: np.ndarray) -> np.ndarray:
+    if sh.facility is None:
+        return np.full(int(ev.sum()), -1, np.int32)
+    fac = pc.cast(sh.facility, pa.string()).filter(pa.array(ev))
+    names = pa.array(sorted(x for x in pc.unique(fac).to_pylist() if x is not None), pa.string())
+    return pc.fill_null(pc.index_in(fac, value_set=names), -1).to_numpy(zero_copy_only=False).astype(np.int32)
+
+
+def _shard_events(sh: _Shard, inverse: np.ndarray, code_index: pa.Array, tokens) -> dict[str, np.ndarray]:
+    """The shard's events sorted by (subject, day, visit, code), plus `sid` (local subject index)."""
+    ev = _event_mask(sh)
+    code = pc.index_in(sh.code.filter(pa.array(ev)), value_set=code_index).to_numpy(zero_copy_only=False)
+    code = code.astype(np.int32)
+    sid, day, susp = inverse[ev], sh.day[ev], sh.suspected[ev]
+    inpatient_code = code_index.index(INPATIENT).as_py()
+    visit, inp = assign_visits(sid, day, _facility_ids(sh, ev), code == inpatient_code)
+    o = np.lexsort((code, visit, day, sid))
+    flags = susp.astype(np.uint8) * S.FLAG_SUSPECTED | inp.astype(np.uint8) * S.FLAG_INPATIENT
+    plain, suspected = tokens
+    token = np.where(susp, suspected[code], plain[code]).astype(np.int32)
+    return {"sid": sid[o], "code": code[o], "token": token[o], "day": day[o], "visit": visit[o],
+            "flags": flags[o], "value": sh.value[ev][o]}
+
+
+def _subject_order(scans: list[_Scan]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Global rows (subjects sorted by id) of each shard's subjects, and the CSR offsets."""
+    ids = np.concatenate([s.ids for s in scans]) if scans else np.zeros(0, np.int64)
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    dup = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])
+    if len(dup):
+        shard_of = np.repeat(np.arange(len(scans)), [len(s.ids) for s in scans])[order]
+        a, b = scans[shard_of[dup[0]]].path, scans[shard_of[dup[0] + 1]].path
+        raise ClaimsfmError(f"{b}: a subject also appears in {a}; each subject must live in one MEDS shard")
+    row = np.empty(len(ids), np.int64)
+    row[order] = np.arange(len(ids))
+    counts = np.concatenate([s.n_events for s in scans])[order] if scans else np.zeros(0, np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    bounds = np.cumsum([0] + [len(s.ids) for s in scans])
+    return [row[bounds[k]:bounds[k + 1]] for k in range(len(scans))], offsets
+
+
+def _write_shard(mm: dict, scan: _Scan, rows: np.ndarray, code_index, tokens) -> None:
+    sh = _read_shard(scan.path)
+    ids, inverse = np.unique(sh.sid, return_inverse=True)
+    for name, arr in _subject_fields(sh, inverse, len(ids)).items():
+        mm[name][rows] = arr
+    mm["subject_ids"][rows] = ids
+    mm["split"][rows] = scan.split
+    ev = _shard_events(sh, inverse, code_index, tokens)
+    local_start = np.concatenate([[0], np.cumsum(scan.n_events)[:-1]])
+    dest = (np.repeat(mm["offsets"][rows], scan.n_events)
+            + np.arange(len(ev["sid"])) - np.repeat(local_start, scan.n_events))
+    for name in S.EVENT_ARRAYS:
+        mm[name][dest] = ev[name]
+
+
+def _shard_paths(meds_dir: Path) -> list[Path]:
+    data = meds_dir / "data"
+    paths = sorted(data.rglob("*.parquet")) if data.is_dir() else []
+    if not paths:
+        raise ClaimsfmError(f"{data}: no MEDS shards found (expected data/<split>/<shard>.parquet)")
+    return paths
+
+
+def _merge_scans(scans: list[_Scan]):
+    code_counts, train_counts, ranges = Counter(), Counter(), []
+    for s in scans:
+        code_counts.update(s.code_counts)
+        train_counts.update(s.train_counts)
+        if s.month_range:
+            ranges.append(s.month_range)
+    first = min(r[0] for r in ranges) if ranges else None
+    last = max(r[1] for r in ranges) if ranges else None
+    return code_counts, train_counts, first, last
+
+
+def build(meds_dir: Path, out_dir: Path, min_count: int, code_level: str, overwrite: bool) -> None:
+    """See claimsfm.data.store.build_store."""
+    if code_level not in CODE_LEVELS:
+        raise ClaimsfmError(f"--code-level must be one of {', '.join(CODE_LEVELS)}, got {code_level!r}")
+    if min_count < 1:
+        raise ClaimsfmError(f"--min-count must be >= 1, got {min_count}")
+    paths = _shard_paths(meds_dir)
+    parents = _load_parents(meds_dir)
+    if code_level == "mapped" and not parents:
+        raise ClaimsfmError(f"{meds_dir / 'metadata' / 'codes.parquet'}: --code-level mapped needs parent codes "
+                            "(ingest with --masters)")
+    splits = _Splits(meds_dir)
+    scans = [_scan(p, splits) for p in _progress(paths, "store: counting")]
+    code_counts, train_counts, first_month, last_month = _merge_scans(scans)
+    code_names = sorted(code_counts)
+    vocab = _make_vocab(train_counts, parents, code_level, min_count)
+    tokens = _token_tables(code_names, vocab, parents, code_level)
+    rows, offsets = _subject_order(scans)
+    n, n_events = len(offsets) - 1, int(offsets[-1])
+    try:
+        with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+            mm = {}
+            for name, (dtype, kind) in S.ARRAYS.items():
+                size = {"subjects": n, "offsets": n + 1, "events": n_events}[kind]
+                mm[name] = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype, shape=(size,))
+            mm["offsets"][:] = offsets
+            code_index = pa.array(code_names, pa.string())
+            for scan, r in zip(scans, _progress(rows, "store: writing")):
+                _write_shard(mm, scan, r, code_index, tokens)
+            for arr in mm.values():
+                arr.flush()
+            del mm
+            write_json(tmp / "vocab.json", vocab)
+            write_json(tmp / "codes.json", [{"code": c, "parents": parents.get(c, []), "count": code_counts[c]}
+                                            for c in code_names])
+            write_json(tmp / "format.json", {
+                "FORMAT_VERSION": S.FORMAT_VERSION, "n_subjects": n, "n_events": n_events,
+                "n_codes": len(code_names), "vocab_size": len(vocab), "code_level": code_level,
+                "min_count": min_count, "vocab_split": "train", "first_month": first_month,
+                "last_month": last_month, "source": str(meds_dir), "claimsfm_version": __version__,
+            })
+    except FileExistsError:
+        raise ClaimsfmError(f"{out_dir}: already exists (pass overwrite=True / --overwrite)") from None
