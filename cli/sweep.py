@@ -1,11 +1,63 @@
-"""`claimsfm sweep`: not built yet (see the open issue); registered so the command list is complete."""
+"""`claimsfm sweep`: pretrain a ladder of scales, evaluate every task, report where each task saturates."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
 import typer
 
-from claimsfm.errors import ClaimsfmError
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*header)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+def print_plan(plan: dict) -> None:
+    from claimsfm.sweep.plan import PLAN_HEADER, plan_table
+
+    typer.echo(f"Paper-scale plan: {plan['patients']:,} patients, vocabulary {plan['vocab_size']:,}, max_len {plan['max_len']}")
+    _print_table(PLAN_HEADER, plan_table(plan))
+    for note in plan["notes"]:
+        typer.echo(f"  - {note}")
+
+
+def print_saturation(results: dict) -> None:
+    from claimsfm.report.render import SATURATION_HEADER, saturation_rows
+
+    _print_table(SATURATION_HEADER, saturation_rows(results))
 
 
 def register(app: typer.Typer) -> None:
     @app.command("sweep")
-    def sweep() -> None:
-        """Not built yet."""
-        raise ClaimsfmError("'claimsfm sweep' is not built yet")
+    def sweep(
+        data: Optional[Path] = typer.Option(None, "--data", help="Folder written by `claimsfm ingest` (MEDS + token store). Optional with --dry-run (measures vocabulary and sequence length when given)."),
+        scales: str = typer.Option("2.2M,11M,32M,57M,101M", "--scales", help="Comma list of ladder rows or sizes (e.g. 2.2M,11M,50M), or a ladder name: 'demo' (CPU-sized) or 'default'."),
+        tasks: str = typer.Option("all", "--tasks", help="all | disease | medication | comma list of task names or task .toml files."),
+        tokens: Optional[int] = typer.Option(None, "--tokens", help="Pretraining token budget, the same for every scale (default: the smallest default budget of the chosen rows)."),
+        tolerance: float = typer.Option(0.0, "--tolerance", help="AUPRC gap under which a smaller scale counts as equal to the best, besides the paired-bootstrap CI reaching 0."),
+        mode: str = typer.Option("finetune", "--mode", help="How the FM is adapted to each task: finetune | probe."),
+        max_len: int = typer.Option(512, "--max-len", help="Maximum tokens per patient sequence (pretraining and evaluation)."),
+        n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples for CIs and paired differences."),
+        seed: int = typer.Option(0, "--seed", help="Seed for pretraining, evaluation and bootstraps."),
+        runs: Path = typer.Option(Path("runs"), "--runs", help="Runs folder: pretraining runs go to <runs>/pretrain/<scale>/ and are reused/resumed."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Sweep folder for results.json, evaluations and the report (default <runs>/sweep)."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the paper-scale plan (2.3M patients: tokens, FLOPs, GPU-hours per scale) and write plan.json; trains nothing."),
+    ) -> None:
+        """Pretrain every scale on the same data and token budget, evaluate every task for every scale and
+        LightGBM on the same splits, and write results.json plus the saturation report (report.md, report.html)."""
+        from claimsfm.sweep.run import SweepConfig, run
+
+        config = SweepConfig(data=data, scales=scales, tasks=tasks, tokens=tokens, tolerance=tolerance, runs=runs,
+                             out=out, dry_run=dry_run, max_len=max_len, mode=mode, n_boot=n_boot, seed=seed)
+        result = run(config)
+        if dry_run:
+            print_plan(result)
+            return
+        print_saturation(result)
+        if "report" in result:
+            typer.echo(f"report: {result['report']['report_html']}")

@@ -1,0 +1,203 @@
+"""`claimsfm sweep`: pretrain every scale, evaluate every task, find each task's saturation scale.
+
+Every scale is pretrained on the same data with the same token budget (`runs/pretrain/<scale>/`;
+a finished run is reused, an unfinished one resumed by pretraining itself), then evaluated on the
+same splits (`<out>/eval/<scale>/`), and LightGBM once (`<out>/eval/lightgbm/`). An evaluation
+whose `metrics.json` exists with the same settings is reused, so an interrupted sweep resumes.
+
+results.json (read by `claimsfm.report`):
+  schema 1; data; hours_kind "gpu" | "cpu"; tolerance; tokens; notes [str]
+  scales: {scale: {params, non_embedding_params, n_layer, d_model, train_loss, eval_loss,
+           tokens_seen, steps, wall_time_s, gpu_hours, hours, flops, device, run_dir}}
+  tasks:  {task: {kind, group, cohort, scales: {scale: summarize()}, lightgbm: summarize() | null,
+           oracle: {name: summarize()}, paired: {"<a> - <b>": paired_bootstrap()}, saturation}}
+  fit:    power law of eval loss vs params (`powerlaw.fit_power_law`) or null
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from claimsfm.errors import ClaimsfmError
+from claimsfm.io import read_json, write_json, write_run_config
+from claimsfm.sweep import compute
+from claimsfm.sweep.collect import collect_task
+from claimsfm.sweep.powerlaw import fit_power_law
+
+DEFAULT_SCALES = "2.2M,11M,32M,57M,101M"
+MODES = ("finetune", "probe")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    data: Path | None
+    scales: str = DEFAULT_SCALES
+    tasks: str = "all"
+    tokens: int | None = None
+    tolerance: float = 0.0
+    runs: Path = Path("runs")
+    out: Path | None = None              # default: <runs>/sweep
+    dry_run: bool = False
+    max_len: int = 512
+    mode: str = "finetune"
+    n_boot: int = 1000
+    seed: int = 0
+    report: bool = True
+    benchmarks: Path = Path("benchmarks/results")
+    pretrain_options: dict = field(default_factory=dict)  # extra PretrainConfig fields (demo sizing)
+    eval_options: dict = field(default_factory=dict)      # extra EvalConfig fields (demo sizing)
+
+
+def parse_scales(text: str) -> list[str]:
+    """`demo`, `default`, or a comma list of ladder rows / sizes, smallest first."""
+    from claimsfm.model.scale import ladder_names, parse_size, resolve
+
+    text = text.strip()
+    if text in ("demo", "default"):
+        return ladder_names(text)
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if not names:
+        raise ClaimsfmError("--scales: give a ladder name (demo, default) or a comma list such as 2.2M,11M")
+    known = set(ladder_names("default")) | set(ladder_names("demo"))
+    for name in names:
+        if name not in known:
+            parse_size(name)  # raises a ClaimsfmError naming the flag
+    if len(set(names)) != len(names):
+        raise ClaimsfmError(f"--scales: '{text}' names a scale twice")
+    order = {n: resolve(n, 10_000, 512).target for n in names}
+    return sorted(names, key=order.get)
+
+
+def _out_dir(config: SweepConfig) -> Path:
+    return Path(config.out) if config.out else Path(config.runs) / "sweep"
+
+
+def _pretrain(config: SweepConfig, scale: str, tokens: int) -> dict:
+    """summary.json of one scale: reused when finished with the same budget, else (re)run."""
+    run_dir = Path(config.runs) / "pretrain" / scale
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file():
+        summary = read_json(summary_path)
+        if summary.get("finished") and int(summary.get("tokens_budget", tokens)) == tokens:
+            print(f"[sweep] {scale}: reusing finished pretraining run {run_dir}")
+            return summary
+    from claimsfm.train.pretrain import PretrainConfig
+    from claimsfm.train.pretrain import run as pretrain_run
+
+    print(f"[sweep] {scale}: pretraining on {tokens:,} tokens -> {run_dir}")
+    options = {"data": Path(config.data), "params": scale, "out": run_dir, "tokens": tokens,
+               "max_len": config.max_len, "seed": config.seed, **config.pretrain_options}
+    summary = pretrain_run(PretrainConfig(**options))
+    return summary if isinstance(summary, dict) else read_json(summary_path)
+
+
+def _evaluate(config: SweepConfig, name: str, model_dir: Path | None, baselines: tuple) -> dict:
+    """metrics.json of one evaluation, reused when it exists with the same settings."""
+    from claimsfm.eval.run import EvalConfig
+    from claimsfm.eval.run import run as evaluate_run
+
+    out = _out_dir(config) / "eval" / name
+    settings = {"tasks": config.tasks, "model": str(model_dir) if model_dir else None, "mode": config.mode,
+                "baselines": list(baselines), "seed": config.seed, **config.eval_options}
+    marker = out / "sweep_settings.json"
+    if (out / "metrics.json").is_file() and marker.is_file() and read_json(marker) == settings:
+        print(f"[sweep] {name}: reusing evaluation {out}")
+        return read_json(out / "metrics.json")
+    print(f"[sweep] {name}: evaluating tasks '{config.tasks}' -> {out}")
+    options = {"data": Path(config.data), "task": config.tasks, "model": model_dir, "params": None,
+               "baselines": baselines, "mode": config.mode, "out": out, "seed": config.seed,
+               "max_len": config.max_len, **config.eval_options}
+    evaluate_run(EvalConfig(**options))
+    write_json(marker, settings)
+    return read_json(out / "metrics.json")
+
+
+def _scale_entry(scale: str, summary: dict, run_dir: Path, tokens: int) -> dict:
+    hours, kind = compute.hours_of(summary)
+    flops = summary.get("flops")
+    if not flops:
+        flops = compute.training_flops(summary["non_embedding_params"], summary.get("tokens_seen") or tokens)
+    return {
+        "params": int(summary["total_params"]), "non_embedding_params": summary.get("non_embedding_params"),
+        "n_layer": summary.get("n_layer"), "d_model": summary.get("d_model"),
+        "train_loss": summary.get("train_loss"), "eval_loss": summary.get("eval_loss"),
+        "tokens_seen": summary.get("tokens_seen"), "steps": summary.get("steps"),
+        "wall_time_s": summary.get("wall_time_s"), "gpu_hours": summary.get("gpu_hours", 0.0),
+        "hours": hours, "hours_kind": kind, "flops": float(flops), "device": summary.get("device"),
+        "run_dir": str(run_dir),
+    }
+
+
+def _token_budget(config: SweepConfig, scales: list[str]) -> int:
+    """One budget for every scale: --tokens, else the smallest default budget of the chosen rows."""
+    if config.tokens is not None:
+        if config.tokens <= 0:
+            raise ClaimsfmError(f"--tokens must be positive, got {config.tokens}")
+        return int(config.tokens)
+    from claimsfm.model.scale import resolve
+
+    return min(resolve(s, 10_000, config.max_len).tokens for s in scales)
+
+
+def _check(config: SweepConfig) -> None:
+    if config.mode not in MODES:
+        raise ClaimsfmError(f"--mode must be one of {', '.join(MODES)}, got {config.mode!r}")
+    if config.tolerance < 0:
+        raise ClaimsfmError(f"--tolerance must be >= 0, got {config.tolerance}")
+    if config.data is None:
+        raise ClaimsfmError("--data is required (the folder written by `claimsfm ingest`)")
+    from claimsfm.data.store import resolve_store_dir
+
+    resolve_store_dir(config.data)
+
+
+def run(config: SweepConfig) -> dict:
+    """Run the sweep (or, with dry_run, the paper-scale plan); returns results (or the plan)."""
+    scales = parse_scales(config.scales)
+    if config.dry_run:
+        from claimsfm.sweep.plan import dry_run
+
+        plan = dry_run(scales, Path(config.data) if config.data else None, config.tokens, config.max_len,
+                       Path(config.benchmarks))
+        write_json(_out_dir(config) / "plan.json", plan)
+        return plan
+    _check(config)
+    from claimsfm.tasks.spec import select_tasks
+
+    specs = select_tasks(config.tasks)
+    out = _out_dir(config)
+    out.mkdir(parents=True, exist_ok=True)
+    write_run_config(out, {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()})
+    tokens = _token_budget(config, scales)
+    entries, metrics = {}, {}
+    for scale in scales:
+        summary = _pretrain(config, scale, tokens)
+        entries[scale] = _scale_entry(scale, summary, Path(config.runs) / "pretrain" / scale, tokens)
+    for scale in scales:
+        metrics[scale] = _evaluate(config, scale, Path(config.runs) / "pretrain" / scale, ())
+    baseline = _evaluate(config, "lightgbm", None, ("lightgbm",))
+    results = _assemble(config, scales, entries, metrics, baseline, specs, tokens)
+    write_json(out / "results.json", results)
+    if config.report:
+        from claimsfm.report import ReportConfig
+        from claimsfm.report import run as report_run
+
+        results["report"] = {k: str(v) for k, v in report_run(ReportConfig(results=out)).items()
+                             if k.startswith("report")}
+    return results
+
+
+def _assemble(config, scales, entries, metrics, baseline, specs, tokens) -> dict:
+    kinds = {e["hours_kind"] for e in entries.values()}
+    hours_kind = "gpu" if kinds == {"gpu"} else "cpu"
+    notes = []
+    if len(kinds) > 1:
+        notes.append("scales ran on different devices: hours mix GPU-hours and CPU wall-clock hours")
+    tasks = {}
+    for spec in specs:
+        tasks[spec.name] = collect_task(spec, scales, entries, metrics, baseline, _out_dir(config) / "eval",
+                                        config.tolerance, config.n_boot, config.seed)
+    losses = [(e["params"], e["eval_loss"]) for e in entries.values() if e.get("eval_loss") is not None]
+    fit = fit_power_law([p for p, _ in losses], [v for _, v in losses]) if losses else None
+    return {"schema": 1, "data": str(config.data), "hours_kind": hours_kind, "tolerance": config.tolerance,
+            "tokens": tokens, "mode": config.mode, "notes": notes, "scales": entries, "tasks": tasks, "fit": fit}
