@@ -114,3 +114,27 @@ def write_meds(records, root) -> None:
                              "parent_codes": [PARENTS[c] for c in codes]}), meta / "codes.parquet")
     pq.write_table(pa.table({"subject_id": pa.array([r["subject_id"] for r in records], pa.int64()),
                              "split": [SPLITS[s] for s in splits]}), meta / "subject_splits.parquet")
+
+
+def planted_records(n: int = 1000, seed: int = 0):
+    """Monthly visits 2015-01 .. 2019-12 with two planted signals the tests can find:
+    statin use follows a hypertension code, and subjects with frequent lab procedures develop T2D."""
+    rng = np.random.default_rng(seed)
+    recs = []
+    for sid in range(n):
+        risky, htn_month, events, t2d = rng.random() < 0.3, int(rng.integers(0, 90)), [], False
+        for k in range(60):
+            if rng.random() > 0.5:
+                continue
+            date = (2015 + k // 12, k % 12 + 1, int(rng.integers(1, 28)))
+            events.append((date, "JPPROC//100000001" if risky or rng.random() < 0.1 else "JPDX//1000003", False))
+            if k >= htn_month:
+                events.append((date, "JPDX//1000002", False))
+                if rng.random() < 0.6:
+                    events.append((date, "JPDRUG//600000001", False))
+            if not t2d and rng.random() < (0.06 if risky else 0.002):
+                events.append((date, "JPDX//1000001", False))
+                t2d = True
+        recs.append({"subject_id": 1_000_003 * (sid + 1), "birth": (int(rng.integers(1930, 1985)), 6, 1),
+                     "sex": 1 + int(rng.random() < 0.5), "events": events or [((2016, 1, 5), "JPDX//1000003", False)]})
+    return recs

@@ -1,0 +1,95 @@
+"""What `evaluate` prints and writes: cohort sizes, the metrics table, metrics.json and predictions."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from claimsfm.io import atomic_dir, write_json, write_run_config
+from claimsfm.splits import SPLITS
+
+HELD_OUT = 2
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def print_cohorts(cohorts, quiet: bool = False) -> None:
+    """Rows and prevalence per split for each task."""
+    if quiet:
+        return
+    from rich.table import Table
+
+    table = Table(title="cohorts (rows, prevalence)")
+    table.add_column("task")
+    for name in SPLITS:
+        table.add_column(name, justify="right")
+    for c in cohorts:
+        cells = []
+        for code in range(len(SPLITS)):
+            rows = c.split == code
+            n = int(rows.sum())
+            cells.append(f"{n:,}  {c.label[rows].mean():.3f}" if n else "0")
+        table.add_row(c.task, *cells)
+    _console().print(table)
+
+
+def _fmt(m: dict | None) -> str:
+    if not m or m.get("auprc") is None:
+        return "–"
+    lo, hi = m["auprc_ci"]
+    return f"{m['auprc']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def print_table(metrics: dict, quiet: bool = False) -> None:
+    """Held-out AUPRC [95% CI] per task and model, prevalence, the oracles, and FM - LightGBM."""
+    if quiet:
+        return
+    from rich.table import Table
+
+    tasks = metrics["tasks"]
+    models = sorted({m for t in tasks.values() for m in t["models"]})
+    oracles = sorted({m for t in tasks.values() for m in t["oracle"]})
+    table = Table(title="held-out AUPRC [95% CI]")
+    for col in ["task", "n", "prevalence", *models, *oracles, "FM - LightGBM"]:
+        table.add_column(col, justify="left" if col == "task" else "right")
+    for name, t in tasks.items():
+        held = t["cohort"]["held_out"]
+        paired = "; ".join(f"{d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]" for d in t["paired"].values())
+        table.add_row(name, f"{held['n']:,}", f"{held['prevalence']:.3f}",
+                      *[_fmt(t["models"].get(m)) for m in models], *[_fmt(t["oracle"].get(o)) for o in oracles],
+                      paired or "–")
+    _console().print(table)
+
+
+def _predictions_table(cohort, p: np.ndarray):
+    import pyarrow as pa
+
+    held = cohort.split == HELD_OUT
+    return pa.table({
+        "subject_id": pa.array(cohort.subject_id[held], pa.int64()),
+        "prediction_time": pa.array(cohort.prediction_time[held], pa.timestamp("us")),
+        "boolean_value": pa.array(cohort.label[held], pa.bool_()),
+        "predicted_boolean_probability": pa.array(np.asarray(p, dtype=np.float64)[held], pa.float64()),
+    })
+
+
+def _safe(name: str) -> str:
+    return name.replace("/", "_")  # model names keep their ":" (fm:2.2M.parquet, docs/internals.md §6)
+
+
+def write_outputs(out: Path, metrics: dict, cohorts, preds: dict, settings: dict) -> None:
+    """metrics.json, predictions/<task>/<model>.parquet (held_out) and config.json, as one atomic folder."""
+    import pyarrow.parquet as pq
+
+    with atomic_dir(out, overwrite=True) as tmp:
+        write_json(tmp / "metrics.json", metrics)
+        for c in cohorts:
+            folder = tmp / "predictions" / c.task
+            folder.mkdir(parents=True, exist_ok=True)
+            for model, p in preds[c.task].items():
+                pq.write_table(_predictions_table(c, p), folder / f"{_safe(model)}.parquet")
+        write_run_config(tmp, settings)
