@@ -71,3 +71,15 @@ def test_baseline_modules_never_import_torch():
     code = "import sys, claimsfm.baseline.features, claimsfm.baseline.gbm; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_events_after_the_prediction_time_change_no_feature():
+    base = {"subject_id": 9, "birth": (1950, 1, 1), "sex": 2,
+            "events": [((2016, 3, 1), "JPDX//1000002", False), ((2016, 12, 31), "JPPROC//100000001", False)]}
+    future = dict(base, events=base["events"] + [((2017, 1, 1), "JPDX//1000002", False),
+                                                 ((2018, 5, 5), "JPDRUG//600000001", False)])
+    t = np.array([day(2016, 12, 31)])
+    a = build_features(ListStore([base, future]), np.array([0]), t).toarray()
+    b = build_features(ListStore([base, future]), np.array([1]), t).toarray()
+    np.testing.assert_array_equal(a, b)
+    assert a[0, ListStore([base]).vocab["JPPROC//100000001"]] == 1  # an event on t's own day counts
