@@ -1,0 +1,123 @@
+"""Pure-Python twins of the C++ builder, packer and masking: slow, obvious, the test oracles.
+
+Each function has the signature and the exact output of its fast counterpart (csrc/sequence.cpp,
+csrc/pack.cpp, csrc/mask.cpp); tests compare them on random data.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+
+from claimsfm.data.sequences import Sequences, check_request
+from claimsfm.data.store import CLS, MASK, N_SPECIAL, SEP
+
+_EPOCH = dt.date(1970, 1, 1).toordinal()
+_M64 = (1 << 64) - 1
+
+
+def _month(day: int) -> int:
+    d = dt.date.fromordinal(_EPOCH + int(day))
+    return d.year * 12 + d.month - 1
+
+
+def _window(visits: list[int], max_len: int) -> int:
+    """Index of the first kept event (visits = the subject's events up to the cutoff)."""
+    if not visits:
+        return 0
+    start, used = len(visits) - 1, 1
+    while start > 0:
+        need = 2 if visits[start - 1] != visits[start] else 1
+        if used + need > max_len - 1:
+            break
+        used += need
+        start -= 1
+    return start
+
+
+def _one_sequence(store, row: int, cutoff, max_len: int) -> list[tuple]:
+    lo, hi = int(store.offsets[row]), int(store.offsets[row + 1])
+    events = [(int(store.token[k]), int(store.day[k]), int(store.visit[k])) for k in range(lo, hi)]
+    first_month = _month(events[0][1]) if events else 0
+    if cutoff is not None:
+        events = [e for e in events if e[1] <= cutoff]
+    birth = int(store.birth_day[row])
+    age = (lambda m: max(0, m - _month(birth))) if birth >= 0 else (lambda m: 0)
+    out = [(CLS, 0, 0, 0)]  # (id, age, visit, months)
+    start = _window([e[2] for e in events], max_len)
+    visit = 1
+    for k in range(start, len(events)):
+        token, day, v = events[k]
+        if k > start and v != events[k - 1][2]:
+            pm = _month(events[k - 1][1])
+            out.append((SEP, age(pm), visit, max(0, pm - first_month)))
+            visit += 1
+        m = _month(day)
+        out.append((token, age(m), visit, max(0, m - first_month)))
+    return out
+
+
+def build_sequences(store, subjects, cutoff_day=None, max_len: int = 512) -> Sequences:
+    """Twin of claimsfm.data.build_sequences."""
+    subjects, cutoff_day = check_request(store, subjects, cutoff_day, max_len)
+    seqs = [_one_sequence(store, int(r), None if cutoff_day is None else int(cutoff_day[i]), max_len)
+            for i, r in enumerate(subjects)]
+    flat = [tok for s in seqs for tok in s]
+    cols = list(zip(*flat)) if flat else [(), (), (), ()]
+    visit = np.array(cols[2], dtype=np.int32)
+    return Sequences(
+        offsets=np.concatenate([[0], np.cumsum([len(s) for s in seqs])]).astype(np.int64),
+        input_ids=np.array(cols[0], dtype=np.int32), age_months=np.array(cols[1], dtype=np.int32),
+        visit=visit, months=np.array(cols[3], dtype=np.int32), segment=(visit % 2).astype(np.int8),
+        subjects=subjects, max_len=int(max_len), vocab_size=store.vocab_size)
+
+
+def pack_lengths(lengths, max_tokens: int) -> np.ndarray:
+    """Twin of claimsfm.data.pack_lengths: first fit over a plain list of rows, longest first."""
+    lengths = [int(x) for x in np.asarray(lengths).reshape(-1)]
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    free: list[int] = []
+    rows = np.zeros(len(lengths), dtype=np.int64)
+    for i in order:
+        row = next((r for r, f in enumerate(free) if f >= lengths[i]), len(free))
+        if row == len(free):
+            free.append(max_tokens)
+        free[row] -= lengths[i]
+        rows[i] = row
+    return rows
+
+
+def splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def mlm_batch_key(seed: int, epoch: int, step: int) -> int:
+    return splitmix64(splitmix64(splitmix64(seed & _M64) ^ (epoch & _M64)) ^ (step & _M64))
+
+
+def mlm_mask(input_ids, cu_seqlens, key: int, vocab_size: int, mask_prob: float = 0.15):
+    """Twin of claimsfm._native.mlm_mask -> (masked ids (T,) int32, labels (T,) int64)."""
+    ids = np.array(input_ids, dtype=np.int32)
+    labels = np.full(len(ids), -100, dtype=np.int64)
+    select = int(np.floor(mask_prob * 2.0**53))
+    to_mask, to_random = int(np.floor(0.8 * 2.0**53)), int(np.floor(0.9 * 2.0**53))
+    n_codes = max(vocab_size - N_SPECIAL, 1)
+    draws = {}
+    for j in range(len(cu_seqlens) - 1):
+        for t in range(int(cu_seqlens[j]), int(cu_seqlens[j + 1])):
+            if ids[t] >= N_SPECIAL:
+                draws[t] = splitmix64(key ^ ((j << 32) | (t - int(cu_seqlens[j]))))
+    chosen = [t for t, h in draws.items() if (h >> 11) < select]
+    if not chosen and draws:
+        chosen = [min(draws, key=lambda t: (draws[t] >> 11, t))]
+    for t in chosen:
+        h2 = splitmix64(draws[t])
+        labels[t] = input_ids[t]
+        if (h2 >> 11) < to_mask:
+            ids[t] = MASK
+        elif (h2 >> 11) < to_random:
+            ids[t] = N_SPECIAL + splitmix64(h2) % n_codes
+    return ids, labels
