@@ -1,0 +1,174 @@
+"""Triton varlen attention vs its PyTorch twin: output and dq, dk, dv over random length mixes.
+
+On a CPU the kernels run in Triton's interpreter (see conftest.py), so shapes stay tiny; on a CUDA
+GPU the same tests run compiled, and the `gpu` tests add long sequences and the autotuned path.
+"""
+import math
+
+import pytest
+import torch
+
+from claimsfm.kernels import varlen_attention_ref
+
+# (atol, rtol) for the output and for the gradients, against an fp32 reference rounded to the dtype.
+TOL = {
+    torch.float32: ((2e-5, 2e-5), (5e-5, 5e-5)),
+    torch.float16: ((4e-3, 4e-3), (1.5e-2, 1e-2)),
+    torch.bfloat16: ((3e-2, 2e-2), (8e-2, 4e-2)),
+}
+DTYPES = list(TOL)
+
+
+def _cu(lengths, device):
+    cu = [0]
+    for n in lengths:
+        cu.append(cu[-1] + n)
+    return torch.tensor(cu, dtype=torch.int32, device=device)
+
+
+def _inputs(lengths, n_head, head_dim, dtype, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    T = sum(lengths)
+    q, k, v, do = (torch.randn(T, n_head, head_dim, generator=g).to(device=device, dtype=dtype) for _ in range(4))
+    return q, k, v, do
+
+
+def _fwd_bwd(fn, q, k, v, do, cu, max_seqlen, **kwargs):
+    q, k, v = (t.detach().clone().requires_grad_(True) for t in (q, k, v))
+    out = fn(q, k, v, cu, max_seqlen, **kwargs)
+    out.backward(do)
+    return [out.detach(), q.grad, k.grad, v.grad]
+
+
+def _compare(kernel, lengths, n_head, head_dim, dtype, device, blocks=None, scale=None, seed=0):
+    q, k, v, do = _inputs(lengths, n_head, head_dim, dtype, device, seed)
+    cu = _cu(lengths, device)
+    max_seqlen = max(lengths)
+
+    def fast(q, k, v, cu, m):
+        return kernel._varlen_attention(q, k, v, cu, m, scale, blocks)
+
+    got = _fwd_bwd(fast, q, k, v, do, cu, max_seqlen)
+    want = _fwd_bwd(varlen_attention_ref, q, k, v, do, cu, max_seqlen, softmax_scale=scale)
+    for name, a, b in zip(("out", "dq", "dk", "dv"), got, want):
+        assert a.dtype == dtype and a.shape == b.shape, name
+        atol, rtol = TOL[dtype][0 if name == "out" else 1]
+        torch.testing.assert_close(a.float(), b.float(), atol=atol, rtol=rtol, msg=lambda m: f"{name}: {m}")
+
+
+def _mix(seed, n, high):
+    g = torch.Generator().manual_seed(seed)
+    return [1] + torch.randint(2, high, (n - 1,), generator=g).tolist()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("head_dim", [16, 32, 64, 128])
+def test_matches_reference_each_dtype_and_head_dim(kernel, device, dtype, head_dim):
+    # Length 1 first, then lengths that are mostly not multiples of any block size.
+    lengths = _mix(head_dim, 5, 70)
+    _compare(kernel, lengths, 2 if head_dim < 128 else 1, head_dim, dtype, device, seed=head_dim)
+
+
+@pytest.mark.parametrize("lengths", [
+    [200],                          # one long sequence: many tiles both ways
+    [1, 2, 3, 1, 1, 2, 3, 1] * 4,   # many tiny ones: most of every tile is masked
+    [5, 0, 33, 0, 16],              # empty sequences and an exact block multiple
+    [1],                            # a single token
+], ids=["long", "many_tiny", "empty_and_exact", "single_token"])
+def test_length_mixes(kernel, device, lengths):
+    _compare(kernel, lengths, 1, 32, torch.float16, device)
+
+
+@pytest.mark.parametrize("blocks", [(16, 16), (64, 32), (16, 64)])
+def test_tile_shapes(kernel, device, blocks):
+    _compare(kernel, [1, 15, 16, 17, 63, 64, 65], 1, 16, torch.float32, device, blocks=blocks)
+
+
+def test_softmax_scale_and_strided_views(kernel, device):
+    # q, k, v as views of one fused projection (T, 3, H, D): the token stride is 3 * H * D.
+    lengths, H, D = [7, 30, 1], 2, 32
+    T = sum(lengths)
+    g = torch.Generator().manual_seed(1)
+    qkv = torch.randn(T, 3, H, D, generator=g).to(device).requires_grad_(True)
+    do = torch.randn(T, H, D, generator=g).to(device)
+    cu = _cu(lengths, device)
+    outs = []
+    for fn in (kernel.varlen_attention, varlen_attention_ref):
+        qkv.grad = None
+        q, k, v = qkv.unbind(1)
+        out = fn(q, k, v, cu, max(lengths), softmax_scale=0.3)
+        out.backward(do)
+        outs.append((out.detach(), qkv.grad.clone()))
+    torch.testing.assert_close(outs[0][0], outs[1][0], atol=2e-5, rtol=2e-5)
+    torch.testing.assert_close(outs[0][1], outs[1][1], atol=5e-5, rtol=5e-5)
+
+
+def test_no_attention_across_sequences(kernel, device):
+    # Changing one sequence's keys and values must leave every other sequence's output unchanged.
+    lengths = [9, 20, 4]
+    q, k, v, _ = _inputs(lengths, 1, 16, torch.float32, device)
+    cu = _cu(lengths, device)
+    before = kernel.varlen_attention(q, k, v, cu, 20)
+    k2, v2 = k.clone(), v.clone()
+    k2[9:29] += 3.0
+    v2[9:29] -= 5.0
+    after = kernel.varlen_attention(q, k2, v2, cu, 20)
+    assert torch.equal(before[:9], after[:9]) and torch.equal(before[29:], after[29:])
+    assert not torch.allclose(before[9:29], after[9:29])
+
+
+def test_reference_matches_naive_softmax():
+    # The oracle itself, against the textbook formula per sequence in float64.
+    lengths = [1, 6, 13]
+    q, k, v, _ = _inputs(lengths, 2, 8, torch.float64, "cpu")
+    cu = _cu(lengths, "cpu")
+    got = varlen_attention_ref(q, k, v, cu, 13)
+    for s, e in zip(cu[:-1].tolist(), cu[1:].tolist()):
+        qs, ks, vs = (t[s:e].transpose(0, 1) for t in (q, k, v))  # (H, L, D)
+        w = torch.softmax(qs @ ks.transpose(1, 2) / math.sqrt(8), dim=-1)
+        torch.testing.assert_close(got[s:e], (w @ vs).transpose(0, 1).to(got.dtype), atol=1e-6, rtol=1e-6)
+
+
+def test_empty_batch_gives_empty_output_and_zero_grads(kernel, device):
+    q = torch.zeros(0, 2, 16, device=device, requires_grad=True)
+    out = kernel.varlen_attention(q, q, q, torch.zeros(1, dtype=torch.int32, device=device), 0)
+    assert out.shape == (0, 2, 16)
+    out.sum().backward()
+    assert q.grad.shape == q.shape
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: dict(a, q=a["q"].double()), "dtype"),
+    (lambda a: dict(a, q=a["q"][..., :8], k=a["k"][..., :8], v=a["v"][..., :8]), "head_dim"),
+    (lambda a: dict(a, k=a["k"][:-1]), "shape"),
+    (lambda a: dict(a, cu_seqlens=a["cu_seqlens"].long()), "int32"),
+    (lambda a: dict(a, max_seqlen=5.0), "max_seqlen"),
+])
+def test_rejects_bad_input(kernel, device, change, message):
+    q, k, v, _ = _inputs([3, 4], 1, 16, torch.float32, device)
+    args = dict(q=q, k=k, v=v, cu_seqlens=_cu([3, 4], device), max_seqlen=4)
+    with pytest.raises(ValueError, match=message):
+        kernel.varlen_attention(**change(args))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("head_dim", [16, 32, 64, 128])
+def test_gpu_long_sequences_autotuned(kernel, dtype, head_dim):
+    # Compiled and autotuned (blocks=None), lengths up to 1024 drawn like claims (lognormal).
+    g = torch.Generator().manual_seed(head_dim)
+    lengths = torch.exp(torch.randn(40, generator=g) * 0.9 + math.log(100)).clamp(1, 1024).long().tolist()
+    lengths[:3] = [1, 1024, 511]
+    _compare(kernel, lengths, 4, head_dim, dtype, "cuda", seed=head_dim)
+
+
+@pytest.mark.gpu
+def test_gpu_matches_sdpa_per_sequence(kernel):
+    # An independent oracle on the GPU: SDPA on each sequence alone, bf16 throughout.
+    lengths = [1, 128, 300, 77, 512]
+    q, k, v, _ = _inputs(lengths, 8, 64, torch.bfloat16, "cuda")
+    cu = _cu(lengths, "cuda")
+    out = kernel.varlen_attention(q, k, v, cu, 512)
+    for s, e in zip(cu[:-1].tolist(), cu[1:].tolist()):
+        ref = torch.nn.functional.scaled_dot_product_attention(*(t[s:e].transpose(0, 1)[None] for t in (q, k, v)))
+        torch.testing.assert_close(out[s:e], ref[0].transpose(0, 1), atol=3e-2, rtol=2e-2)
