@@ -6,8 +6,9 @@ pure-Python twin in claimsfm.data.reference); `PretrainLoader` yields MLM batche
 Nothing here imports torch at module level.
 """
 from claimsfm.data.collate import collate
+from claimsfm.data.loader import PretrainLoader
 from claimsfm.data.sequences import Sequences, build_sequences, pack_lengths, sequence_lengths
 from claimsfm.data.store import FORMAT_VERSION, Store, build_store, open_store
 
-__all__ = ["FORMAT_VERSION", "Sequences", "Store", "build_sequences", "build_store", "collate", "open_store",
+__all__ = ["FORMAT_VERSION", "PretrainLoader", "Sequences", "Store", "build_sequences", "build_store", "collate", "open_store",
            "pack_lengths", "sequence_lengths"]
