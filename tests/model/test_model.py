@@ -89,3 +89,56 @@ def test_resolve_scale_builds_on_meta():
         model = Encoder(cfg)
     total = model.num_params()["total_params"]
     assert abs(total - 11e6) <= 0.05 * 11e6
+
+
+_TRITON_CHECK = """
+import torch
+from claimsfm.model import Encoder, ModelConfig
+cfg = ModelConfig(n_layer=2, d_model=32, n_head=2, d_ff=64, vocab_size=50, max_len=32)
+lengths = [5, 17, 1, 9]
+T = sum(lengths)
+g = torch.Generator().manual_seed(0)
+cu = torch.tensor([0, 5, 22, 23, 32], dtype=torch.int32)
+batch = {"input_ids": torch.randint(5, 50, (T,), generator=g), "age": torch.randint(0, 900, (T,), generator=g),
+         "visit": torch.randint(0, 9, (T,), generator=g), "segment": torch.randint(0, 2, (T,), generator=g),
+         "cu_seqlens": cu, "max_seqlen": 17}
+outs = []
+for backend in ("sdpa", "triton"):
+    torch.manual_seed(0)
+    m = Encoder(cfg, attention=backend)
+    h = m(batch)
+    h.square().sum().backward()
+    assert m.backend == backend
+    outs.append((h.detach(), m.wte.weight.grad.clone(), m.blocks[0].attn.c_attn.weight.grad.clone()))
+for a, b in zip(*outs):
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+print("ok")
+"""
+
+
+def test_triton_backend_matches_sdpa_in_the_interpreter():
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    out = subprocess.run([sys.executable, "-P", "-c", _TRITON_CHECK], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "ok"
+
+
+def test_triton_backend_refused_where_it_cannot_run(monkeypatch):
+    import claimsfm.kernels
+
+    monkeypatch.setattr(claimsfm.kernels, "triton_available", lambda: False)
+    model = Encoder(CFG, attention="triton")
+    with pytest.raises(ClaimsfmError, match="triton"):
+        model(make_varlen_min())
+
+
+def make_varlen_min():
+    T = 4
+    return {"input_ids": torch.tensor([1, 6, 7, 8]), "age": torch.zeros(T, dtype=torch.long),
+            "visit": torch.zeros(T, dtype=torch.long), "segment": torch.zeros(T, dtype=torch.long),
+            "cu_seqlens": torch.tensor([0, 4], dtype=torch.int32), "max_seqlen": 4}
