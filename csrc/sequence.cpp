@@ -78,14 +78,15 @@ void build_sequences(const StoreView& s, const int64_t* subjects, const int32_t*
     size_t t = static_cast<size_t>(out.offsets[i]);
     auto emit = [&](int32_t id, int32_t month, int32_t visit) {
       out.input_ids[t] = id;
-      out.age_months[t] = birth >= 0 ? std::max(0, month - birth_month) : 0;
+      out.age_months[t] = birth >= 0 ? std::max(0, month - birth_month) : -1;
       out.visit[t] = visit;
       out.months[t] = std::max(0, month - first_month);
       out.segment[t] = static_cast<int8_t>(visit % 2);
       ++t;
     };
     out.input_ids[t] = kCls;
-    out.age_months[t] = out.visit[t] = out.months[t] = 0;
+    out.age_months[t] = -1;
+    out.visit[t] = out.months[t] = 0;
     out.segment[t] = 0;
     ++t;
     int32_t visit = 1;

@@ -2,8 +2,8 @@
 //
 // Per subject: [CLS], then its events in store order (day, visit, code) up to a cutoff day, with
 // [SEP] wherever the visit changes. Truncation keeps [CLS] plus the most recent max_len-1 tokens
-// and never starts the kept window with a [SEP]. Per token: age in months (0 when the birth day is
-// unknown), visit number within the window (1, 2, ...; 0 for [CLS]; a [SEP] carries the visit it
+// and never starts the kept window with a [SEP]. Per token: age in months (-1 for [CLS] and when the
+// birth day is unknown), visit number within the window (1, 2, ...; 0 for [CLS]; a [SEP] carries the visit it
 // closes), months since the subject's first event, segment = visit % 2.
 // No Python here; claimsfm/data/reference.py holds the pure-Python twin used as the test oracle.
 #pragma once

@@ -42,8 +42,8 @@ def _one_sequence(store, row: int, cutoff, max_len: int) -> list[tuple]:
     if cutoff is not None:
         events = [e for e in events if e[1] <= cutoff]
     birth = int(store.birth_day[row])
-    age = (lambda m: max(0, m - _month(birth))) if birth >= 0 else (lambda m: 0)
-    out = [(CLS, 0, 0, 0)]  # (id, age, visit, months)
+    age = (lambda m: max(0, m - _month(birth))) if birth >= 0 else (lambda m: -1)
+    out = [(CLS, -1, 0, 0)]  # (id, age, visit, months)
     start = _window([e[2] for e in events], max_len)
     visit = 1
     for k in range(start, len(events)):

@@ -85,8 +85,8 @@ def build_sequences(store, subjects, cutoff_day=None, max_len: int = 512) -> Seq
 
     subjects (k,) int64 row indices into the store; cutoff_day (k,) int32 (only events with
     day <= cutoff_day[i] are used) or None for whole histories. Truncation keeps [CLS] and the most
-    recent max_len-1 tokens (never opening the kept part with a [SEP]). Per token: age_months (0 when
-    the birth day is unknown), visit (1, 2, ... within the sequence; 0 for [CLS]; a [SEP] carries the
+    recent max_len-1 tokens (never opening the kept part with a [SEP]). Per token: age_months (-1 for
+    [CLS] and when the birth day is unknown), visit (1, 2, ... within the sequence; 0 for [CLS]; a [SEP] carries the
     visit it closes), months since the subject's first event, segment = visit % 2.
     """
     subjects, cutoff_day = check_request(store, subjects, cutoff_day, max_len)

@@ -48,7 +48,7 @@ def test_boundary_day_and_month(boundary_store):
     whole = build_sequences(s, [0])
     assert _names(s, whole.input_ids)[-1] == "JPDRUG//600000002"
     # features: age in months from January 1980; months since the first event; visits 1, 2
-    assert list(whole.age_months) == [0, 494, 494, 494, 494, 495, 495]
+    assert list(whole.age_months) == [-1, 494, 494, 494, 494, 495, 495]
     assert list(whole.months) == [0, 0, 0, 0, 0, 1, 1]
     assert list(whole.visit) == [0, 1, 1, 1, 1, 2, 2] and list(whole.segment) == [0, 1, 1, 1, 1, 0, 0]
 
