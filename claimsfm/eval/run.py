@@ -127,18 +127,14 @@ def _fm_predictions(store, run, specs, cohorts, pool, cfg) -> dict:
 
 
 def _subset_sequences(seqs, idx):
-    """The sequences `idx` as their own CSR Sequences object (same type, same fields)."""
-    import copy
+    """The sequences `idx` as their own Sequences (CSR rebuilt, the same fields)."""
+    from dataclasses import replace
 
-    offsets = np.asarray(seqs.offsets)
-    starts, ends = offsets[idx], offsets[idx + 1]
+    starts, ends = seqs.offsets[idx], seqs.offsets[idx + 1]
     lens = ends - starts
     flat = np.repeat(starts - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(int(lens.sum()))
-    sub = copy.copy(seqs)
-    for name in ("input_ids", "age_months", "visit", "months", "segment"):
-        setattr(sub, name, np.asarray(getattr(seqs, name))[flat])
-    sub.offsets = np.r_[0, np.cumsum(lens)].astype(np.int64)
-    return sub
+    cols = {name: np.asarray(getattr(seqs, name))[flat] for name in ("input_ids", "age_months", "visit", "months", "segment")}
+    return replace(seqs, offsets=np.r_[0, np.cumsum(lens)].astype(np.int64), subjects=seqs.subjects[idx], **cols)
 
 
 def _lightgbm_predictions(store, specs, cohorts, pool, cfg) -> dict:
