@@ -1,11 +1,53 @@
-"""`claimsfm ingest`: not built yet (see the open issue); registered so the command list is complete."""
-import typer
+"""`claimsfm ingest`: claims (UKE receipts, long CSV or MEDS) -> MEDS dataset + token store."""
+from __future__ import annotations
 
-from claimsfm.errors import ClaimsfmError
+from pathlib import Path
+from typing import List, Optional
+
+import typer
 
 
 def register(app: typer.Typer) -> None:
     @app.command("ingest")
-    def ingest() -> None:
-        """Not built yet."""
-        raise ClaimsfmError("'claimsfm ingest' is not built yet")
+    def ingest(
+        inputs: List[Path] = typer.Argument(..., metavar="INPUT...", help="UKE files or folders of them (searched recursively; a `claimsfm synth` folder also brings its masters/ and truth/), CSV files/folders, or a MEDS dataset folder."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output folder: data/, metadata/, store/ (and truth/ for synthetic input)."),
+        format: str = typer.Option("uke", "--format", help="Input format: uke | meds | csv (csv: subject_id,time,code[,numeric_value])."),
+        masters: Optional[Path] = typer.Option(None, "--masters", help="Folder of code masters (diseases.csv, drugs.csv, procedures.csv: code,name,mapped_code,class)."),
+        threads: int = typer.Option(0, "--threads", help="Parser threads (0 = all cores)."),
+        salt_file: Optional[Path] = typer.Option(None, "--salt-file", help="Secret salt for the keyed subject_id hash. Else $CLAIMSFM_SALT, else a random salt kept in <out>/salt (mode 0600)."),
+        link_by: str = typer.Option("chart", "--link-by", help="Patient key: chart (facility + chart number, else name + birth date + sex) | insurer (insurer, card symbol and number, birth date, sex; links across facilities)."),
+        on_error: str = typer.Option("raise", "--on-error", help="Bad input: raise (stop with file:line: reason, exit 2) | skip (quarantine the receipt, list the bad lines in <out>/rejects.txt)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an output folder that holds a different dataset."),
+        min_count: int = typer.Option(5, "--min-count", help="Token store: codes seen fewer times in the train split become [UNK]."),
+        code_level: str = typer.Option("raw", "--code-level", help="Token store vocabulary: raw (receipt codes) | mapped (coarsest master parent, e.g. ICD10//E11)."),
+        shard_rows: int = typer.Option(1_000_000, "--shard-rows", help="Rows per MEDS shard (a subject never spans two shards)."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    ) -> None:
+        """Read claims and write a MEDS 0.4 dataset (data/<split>/*.parquet, metadata/) and its token store.
+
+        Names, chart and insurer numbers never reach any output: subject_id is a keyed HMAC-SHA256 of the patient key.
+        """
+        from claimsfm.ingest import IngestConfig, run
+
+        cfg = IngestConfig(inputs=list(inputs), out=out, format=format, masters=masters, threads=threads,
+                           salt_file=salt_file, link_by=link_by, on_error=on_error, overwrite=overwrite,
+                           min_count=min_count, code_level=code_level, shard_rows=shard_rows, progress=progress)
+        summary = run(cfg)
+        _print_summary(summary, out)
+
+
+def _print_summary(s: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"ingest -> {out}", show_header=False)
+    for key in ("files", "files_rejected", "receipts", "receipts_rejected", "rows", "subjects", "events",
+                "rejects", "records_unknown", "mb", "mb_per_s", "seconds"):
+        if key in s:
+            table.add_row(key, str(s[key]))
+    for kind, n in s.get("events_by_kind", {}).items():
+        table.add_row(f"events {kind}", str(n))
+    if s.get("truth_files"):
+        table.add_row("truth", ", ".join(s["truth_files"]))
+    Console(stderr=True).print(table)

@@ -1,0 +1,203 @@
+"""`claimsfm ingest`: UKE / CSV / MEDS input -> MEDS dataset + token store, built atomically.
+
+`run(config)` builds everything in a temporary folder beside `--out` and renames it into place,
+so a failed run leaves nothing half-written. `write_dataset` is the MEDS part alone (tests use it
+without the token store).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from claimsfm.errors import ClaimsfmError, located
+from claimsfm.ingest import csvfmt, events, masters, meds, pseudo, truth
+from claimsfm.ingest.inputs import Inputs, check_out, find_inputs, fingerprint
+from claimsfm.io import atomic_dir, write_run_config, write_text
+
+FORMATS = ("uke", "meds", "csv")
+LINK_BY = ("chart", "insurer")
+ON_ERROR = ("raise", "skip")
+CODE_LEVELS = ("raw", "mapped")
+
+
+@dataclass
+class IngestConfig:
+    inputs: list[Path]
+    out: Path
+    format: str = "uke"
+    masters: Path | None = None
+    threads: int = 0              # 0 = all cores
+    salt_file: Path | None = None
+    link_by: str = "chart"
+    on_error: str = "raise"
+    overwrite: bool = False
+    min_count: int = 5
+    code_level: str = "raw"
+    shard_rows: int = 1_000_000
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def check(self) -> None:
+        for flag, value, allowed in (("--format", self.format, FORMATS), ("--link-by", self.link_by, LINK_BY),
+                                     ("--on-error", self.on_error, ON_ERROR),
+                                     ("--code-level", self.code_level, CODE_LEVELS)):
+            if value not in allowed:
+                raise ClaimsfmError(f"{flag}: '{value}' is not one of {', '.join(allowed)}")
+        if self.threads < 0:
+            raise ClaimsfmError("--threads: must be >= 0 (0 = all cores)")
+        if self.min_count < 1:
+            raise ClaimsfmError("--min-count: must be >= 1")
+        if self.shard_rows < 1:
+            raise ClaimsfmError("--shard-rows: must be >= 1")
+
+    def n_threads(self) -> int:
+        return self.threads or os.cpu_count() or 1
+
+
+def run(config: IngestConfig) -> dict:
+    """Ingest, build the token store, and move the finished folder to `config.out`."""
+    config.check()
+    found = find_inputs(config.inputs, config.format)
+    fp = fingerprint(found.files, _settings(config))
+    check_out(config.out, fp, config.overwrite)
+    with atomic_dir(config.out, overwrite=True) as work:
+        summary = write_dataset(config, work, found, fp)
+        from claimsfm.data.store import build_store
+
+        build_store(meds_dir=work, out_dir=work / "store", min_count=config.min_count,
+                    code_level=config.code_level)
+        write_run_config(work, _settings(config))
+    return summary
+
+
+def _settings(config: IngestConfig) -> dict:
+    s = asdict(config)
+    s.pop("progress")
+    return {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "inputs" else v) for k, v in s.items()}
+
+
+def write_dataset(config: IngestConfig, work: Path, found: Inputs | None = None, fp: str | None = None) -> dict:
+    """The MEDS dataset (data/, metadata/, truth/, rejects.txt) into the folder `work`."""
+    config.check()
+    found = found or find_inputs(config.inputs, config.format)
+    fp = fp or fingerprint(found.files, _settings(config))
+    work = Path(work)
+    t0 = time.perf_counter()
+    salt, salt_source = None, None
+    if config.format == "uke":
+        salt, salt_source = pseudo.resolve_salt(config.salt_file, config.out, work)
+        table, rejects, stats = _read_uke(config, found.files, salt)
+    elif config.format == "csv":
+        table, rejects, stats = csvfmt.read_csv(found.files, config.n_threads(), config.on_error == "skip")
+        table = table.sorted()
+    else:
+        table, rejects, stats = _read_meds(found.files)
+    master_rows = _master_rows(config, found)
+    parse_s = time.perf_counter() - t0
+    split_counts = meds.write_data(table, work, config.shard_rows)
+    info = {"dataset_name": Path(config.out).name, "dataset_version": fp[:16], "input_fingerprint": fp,
+            "format": config.format, "link_by": config.link_by, "salt": salt_source}
+    counts = meds.write_metadata(table, work, masters.codes_table(table.code_names, master_rows), info)
+    if config.on_error == "skip":
+        write_text(work / "rejects.txt", "".join(line + "\n" for line in rejects))
+    rekeyed = []
+    if found.truth is not None and salt is not None:
+        rekeyed = truth.rekey_truth(found.truth, work / "truth", salt, config.link_by)
+    return _summary(table, stats, rejects, counts, split_counts, rekeyed, parse_s, time.perf_counter() - t0)
+
+
+def _master_rows(config: IngestConfig, found: Inputs) -> dict | None:
+    folder = config.masters or found.masters
+    rows = {}
+    if config.format == "meds":
+        for f in found.files:
+            path = Path(f) / "metadata" / "codes.parquet"
+            if path.is_file():
+                for r in pq.read_table(path).to_pylist():
+                    rows[r["code"]] = (r.get("description"), list(r.get("parent_codes") or []))
+    if folder is not None:
+        rows.update(masters.read_masters(folder))
+    return rows
+
+
+def _read_uke(config: IngestConfig, files: list[Path], salt: bytes):
+    raw = parse_uke_with_progress([str(f) for f in files], config)
+    rejects = []
+    for file_idx, line, reason, text in raw["rejects"]:
+        path = files[file_idx]
+        if config.on_error == "raise":
+            raise located(path, line or None, reason)
+        shown = text.decode("utf-8" if _is_utf8(path) else "cp932", "backslashreplace")
+        rejects.append(f"{path}:{line}: {reason}" + (f"\t{shown}" if shown else ""))
+    return events.from_uke(raw, salt), rejects, raw["stats"]
+
+
+@functools.lru_cache(maxsize=256)
+def _is_utf8(path: Path) -> bool:
+    try:
+        Path(path).read_bytes().decode("utf-8")
+        return True
+    except (UnicodeDecodeError, OSError):
+        return False
+
+
+def parse_uke_with_progress(paths: list[str], config: IngestConfig) -> dict:
+    """Run the C++ parser on a worker thread (it releases the GIL) and draw a byte progress bar."""
+    from claimsfm import _native
+
+    progress = _native.Progress()
+    result: dict = {}
+
+    def work():
+        try:
+            result["raw"] = _native.parse_uke(paths, config.link_by, config.on_error == "raise",
+                                              config.n_threads(), progress)
+        except BaseException as exc:  # re-raised on the caller's thread
+            result["error"] = exc
+
+    total = sum(os.path.getsize(p) for p in paths)
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="B", unit_scale=True, desc="parse UKE", disable=not config.progress,
+              leave=False) as bar:
+        while worker.is_alive():
+            worker.join(0.2)
+            bar.update(progress.value - bar.n)
+        bar.update(progress.value - bar.n)
+    if "error" in result:
+        raise result["error"]
+    return result["raw"]
+
+
+def _read_meds(folders: list[Path]):
+    tables = [meds.read_data(f) for f in folders]
+    if len(tables) > 1:
+        import pyarrow as pa
+
+        table = meds.from_arrow(pa.concat_tables([meds.to_arrow(t) for t in tables]))
+    else:
+        table = tables[0]
+    return table.sorted(), [], {"files": len(folders)}
+
+
+def _summary(table, stats, rejects, counts, split_counts, rekeyed, parse_s, total_s) -> dict:
+    names = np.asarray(table.code_names, dtype=object)
+    kinds = np.asarray([n.split("//")[0] for n in names], dtype=object)
+    per_code = np.bincount(table.code, minlength=len(names)) if len(names) else np.zeros(0, int)
+    by_kind: dict[str, int] = {}
+    for k, c in zip(kinds, per_code):
+        by_kind[k] = by_kind.get(k, 0) + int(c)
+    mb = stats.get("bytes", 0) / 1e6
+    return {**{k: int(v) for k, v in stats.items()}, "subjects": counts["subjects"], "events": len(table),
+            "events_by_kind": dict(sorted(by_kind.items())), "events_by_split": split_counts,
+            "rejects": len(rejects), "truth_files": rekeyed, "parse_seconds": round(parse_s, 3),
+            "seconds": round(total_s, 3), "mb": round(mb, 3), "mb_per_s": round(mb / max(parse_s, 1e-9), 1)}

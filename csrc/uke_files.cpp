@@ -1,0 +1,116 @@
+// Reading UKE files from disk, parsing them on a pool of std::threads and merging the per-file
+// results in input order, so the output does not depend on the thread count.
+#include <algorithm>
+#include <fstream>
+#include <thread>
+#include <unordered_map>
+
+#include "uke_parser.hpp"
+
+namespace claimsfm {
+
+namespace {
+
+bool read_file(const std::string& path, std::string& buf) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  if (size < 0) return false;
+  buf.resize(static_cast<size_t>(size));
+  in.seekg(0, std::ios::beg);
+  in.read(buf.data(), size);
+  return static_cast<bool>(in) || size == 0;
+}
+
+// Append one file's events to `out`, translating its local ids into global ones.
+struct Merger {
+  UkeResult& out;
+  std::unordered_map<uint64_t, int32_t> codes;
+  std::unordered_map<std::string, int32_t> keys;  // utf8 flag byte + key bytes
+  std::unordered_map<std::string, int32_t> facilities;
+
+  template <class K, class F>
+  static int32_t intern(std::unordered_map<K, int32_t>& map, const K& k, F&& push) {
+    auto it = map.find(k);
+    if (it != map.end()) return it->second;
+    const auto id = static_cast<int32_t>(map.size());
+    map.emplace(k, id);
+    push();
+    return id;
+  }
+
+  void add(FileResult& f) {
+    std::vector<int32_t> code_map, key_map, fac_map;
+    for (uint64_t c : f.codes)
+      code_map.push_back(intern(codes, c, [&] { out.codes.push_back(code_name(c)); }));
+    for (const std::string& k : f.keys) {
+      const std::string tagged = std::string(1, f.utf8 ? '\1' : '\0') + k;
+      key_map.push_back(intern(keys, tagged, [&] {
+        out.keys.push_back(k);
+        out.key_utf8.push_back(f.utf8 ? 1 : 0);
+      }));
+    }
+    for (const std::string& fc : f.facilities)
+      fac_map.push_back(intern(facilities, fc, [&] { out.facilities.push_back(fc); }));
+    EventColumns& e = out.events;
+    const EventColumns& s = f.events;
+    for (size_t i = 0; i < s.size(); ++i) {
+      e.key.push_back(key_map[s.key[i]]);
+      e.code.push_back(code_map[s.code[i]]);
+      e.facility.push_back(fac_map[s.facility[i]]);
+    }
+    e.day.insert(e.day.end(), s.day.begin(), s.day.end());
+    e.value.insert(e.value.end(), s.value.begin(), s.value.end());
+    e.suspected.insert(e.suspected.end(), s.suspected.begin(), s.suspected.end());
+    e.dx_start.insert(e.dx_start.end(), s.dx_start.begin(), s.dx_start.end());
+    for (Reject& r : f.rejects) out.rejects.push_back(std::move(r));
+    out.stats.add(f.stats);
+    f = FileResult();  // free the file's memory as soon as it is merged
+  }
+};
+
+}  // namespace
+
+UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOptions& opt,
+                          std::atomic<int64_t>* bytes_done) {
+  const size_t n = paths.size();
+  std::vector<FileResult> results(n);
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  auto worker = [&] {
+    std::string buf;
+    for (size_t i; (i = next.fetch_add(1)) < n;) {
+      // With --on-error raise, files not yet started are skipped after the first error; every
+      // file before the failing one has already been claimed, so the first error is stable.
+      if (opt.stop_at_first_error && failed.load()) continue;
+      if (!read_file(paths[i], buf)) {
+        results[i].stats.files = results[i].stats.files_rejected = 1;
+        results[i].rejects.push_back({static_cast<int32_t>(i), 0, "cannot read file", ""});
+      } else {
+        results[i] = parse_uke_buffer(buf, static_cast<int32_t>(i), opt);
+      }
+      if (!results[i].rejects.empty()) failed.store(true);
+      if (bytes_done) bytes_done->fetch_add(static_cast<int64_t>(buf.size()));
+    }
+  };
+  const int threads = std::max(1, std::min<int>(opt.threads, static_cast<int>(n)));
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
+  for (std::thread& t : pool) t.join();
+
+  UkeResult out;
+  Merger merger{out, {}, {}, {}};
+  size_t total = 0;
+  for (const FileResult& r : results) total += r.events.size();
+  for (auto* v : {&out.events.key, &out.events.day, &out.events.code, &out.events.facility,
+                  &out.events.dx_start})
+    v->reserve(total);
+  out.events.value.reserve(total);
+  out.events.suspected.reserve(total);
+  for (FileResult& r : results) merger.add(r);
+  return out;
+}
+
+}  // namespace claimsfm

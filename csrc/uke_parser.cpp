@@ -1,0 +1,421 @@
+#include "uke_parser.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <unordered_map>
+
+#include "common.hpp"
+#include "uke_text.hpp"
+
+namespace claimsfm {
+
+void EventColumns::truncate(size_t n) {
+  key.resize(n), day.resize(n), code.resize(n), value.resize(n);
+  facility.resize(n), suspected.resize(n), dx_start.resize(n);
+}
+
+void UkeStats::add(const UkeStats& o) {
+  files += o.files, files_rejected += o.files_rejected, receipts += o.receipts;
+  receipts_rejected += o.receipts_rejected, records += o.records;
+  records_unknown += o.records_unknown, records_ignored += o.records_ignored;
+  lines_rejected += o.lines_rejected, bytes += o.bytes;
+}
+
+std::string code_name(uint64_t packed) {
+  const auto kind = static_cast<CodeKind>(packed >> 40);
+  const uint64_t number = packed & ((uint64_t(1) << 40) - 1);
+  auto padded = [number](const char* prefix, int width) {
+    std::string digits = std::to_string(number);
+    return std::string(prefix) + std::string(width - digits.size(), '0') + digits;
+  };
+  switch (kind) {
+    case kSex: return number == 1 ? "SEX//M" : "SEX//F";
+    case kBirth: return "MEDS_BIRTH";
+    case kDeath: return "MEDS_DEATH";
+    case kDx: return padded("JPDX//", 7);
+    case kProc: return padded("JPPROC//", 9);
+    case kDrug: return padded("JPDRUG//", 9);
+    case kDevice: return padded("JPDEVICE//", 9);
+    case kVisit: return number == 1 ? "JPVISIT//INPATIENT" : "JPVISIT//OUTPATIENT";
+  }
+  return "";
+}
+
+namespace {
+
+constexpr char kSep = '\x1f';  // joins the parts of a patient key
+
+// Record IDs as two-byte tags, so that dispatch is an integer compare.
+constexpr uint16_t tag(const char* s) { return static_cast<uint16_t>((s[0] << 8) | s[1]); }
+uint16_t tag_of(std::string_view id) {
+  return id.size() == 2 ? static_cast<uint16_t>((static_cast<unsigned char>(id[0]) << 8) |
+                                                static_cast<unsigned char>(id[1]))
+                        : 0;
+}
+constexpr uint16_t kIR = tag("IR"), kRE = tag("RE"), kHO = tag("HO"), kSY = tag("SY"),
+                   kSI = tag("SI"), kIY = tag("IY"), kTO = tag("TO"), kGO = tag("GO");
+
+struct RecordSpec {
+  uint16_t id;
+  int min_fields, max_fields;
+};
+// Only the record types claimsfm reads are checked; their field counts follow uke-format.md §2.
+const RecordSpec kSpecs[] = {{kIR, 5, 10}, {kRE, 7, 38}, {tag("HO"), 4, 15}, {tag("KO"), 3, 12},
+                             {kSY, 4, 8},  {kSI, 7, 44}, {kIY, 7, 44}, {kTO, 7, 48},
+                             {tag("CO"), 4, 5},  {kGO, 2, 4}};
+const uint16_t kIgnored[] = {tag("SN"), tag("JD"), tag("MF"), tag("GR"),
+                             tag("SJ"), tag("TI"), tag("TR"), tag("TS")};
+
+// Fields that may identify a patient; they are masked in rejects.txt (1-based positions).
+bool identifying(std::string_view id, size_t pos) {
+  if (id == "RE") return !(pos <= 4 || pos == 6 || pos == 7);
+  if (id == "HO") return !(pos == 1 || pos == 5 || pos == 6);
+  if (id == "KO") return pos == 2 || pos == 3;
+  for (const char* safe : {"IR", "SY", "SI", "IY", "TO", "CO", "GO"})
+    if (id == safe) return false;
+  return pos >= 2;  // unknown record: keep only its ID
+}
+
+// Open-addressing map packed code -> local id. Codes repeat on almost every line, so this lookup
+// is on the hot path; std::unordered_map's node chasing showed up in profiles.
+class CodeIds {
+ public:
+  CodeIds() : slots_(1024, kEmpty), ids_(1024, 0) {}
+  int32_t find_or_add(uint64_t key, int32_t next_id, bool& added) {
+    if (2 * (size_ + 1) > slots_.size()) grow();
+    size_t i = mix(key) & (slots_.size() - 1);
+    while (slots_[i] != kEmpty) {
+      if (slots_[i] == key) return added = false, ids_[i];
+      i = (i + 1) & (slots_.size() - 1);
+    }
+    slots_[i] = key, ids_[i] = next_id, ++size_, added = true;
+    return next_id;
+  }
+
+ private:
+  static constexpr uint64_t kEmpty = ~uint64_t(0);
+  static size_t mix(uint64_t k) { return static_cast<size_t>((k * 0x9E3779B97F4A7C15ULL) >> 20); }
+  void grow() {
+    std::vector<uint64_t> old_slots(slots_.size() * 2, kEmpty);
+    std::vector<int32_t> old_ids(ids_.size() * 2, 0);
+    old_slots.swap(slots_), old_ids.swap(ids_);
+    for (size_t j = 0; j < old_slots.size(); ++j) {
+      if (old_slots[j] == kEmpty) continue;
+      size_t i = mix(old_slots[j]) & (slots_.size() - 1);
+      while (slots_[i] != kEmpty) i = (i + 1) & (slots_.size() - 1);
+      slots_[i] = old_slots[j], ids_[i] = old_ids[j];
+    }
+  }
+  std::vector<uint64_t> slots_;
+  std::vector<int32_t> ids_;
+  size_t size_ = 0;
+};
+
+struct Receipt {
+  bool open = false, bad = false;
+  size_t first_event = 0;
+  int32_t month_first = 0, month_last = 0, year = 0, month = 0;
+  int32_t first_service = INT32_MAX;
+  bool inpatient = false, has_ho = false;
+  int32_t birth = 0;
+  char sex = '1';
+  std::string chart_key, insurer_key;
+};
+
+class Parser {
+ public:
+  Parser(int32_t file_index, const UkeOptions& opt, FileResult& out)
+      : file_(file_index), opt_(opt), out_(out) {}
+  bool line(std::string_view text, int64_t lineno);  // false: stop the file
+  bool reject(std::string_view text, int64_t lineno, const std::string& reason);
+  void finish() { close_receipt(); }
+
+ private:
+  std::string mask(std::string_view text);
+  int32_t intern_code(CodeKind kind, uint64_t number);
+  void emit(CodeKind kind, uint64_t number, int32_t day, float value, bool suspected, int32_t start);
+  void emit_id(int32_t code, int32_t day, float value, bool suspected, int32_t start);
+  void close_receipt();
+  const char* open_receipt();
+  const char* record_ir();
+  const char* record_re();
+  const char* record_ho();
+  const char* record_sy();
+  const char* record_detail(std::string_view id);
+
+  int32_t file_;
+  const UkeOptions& opt_;
+  FileResult& out_;
+  std::vector<std::string_view> f_;
+  std::string reason_;
+  int32_t facility_ = -1;
+  std::string facility_code_;
+  Receipt rc_;
+  CodeIds code_ids_;
+  std::unordered_map<std::string, int32_t> key_ids_;
+};
+
+bool Parser::reject(std::string_view text, int64_t lineno, const std::string& reason) {
+  out_.rejects.push_back({file_, lineno, reason, mask(text)});
+  out_.stats.lines_rejected++;
+  if (rc_.open) rc_.bad = true;
+  return !opt_.stop_at_first_error;
+}
+
+std::string Parser::mask(std::string_view text) {
+  std::vector<std::string_view> parts;
+  split_fields(text, parts);
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (i) out += ',';
+    if (identifying(parts[0], i + 1) && !parts[i].empty()) out += "***";
+    else out.append(parts[i].data(), parts[i].size());
+  }
+  return out;
+}
+
+int32_t Parser::intern_code(CodeKind kind, uint64_t number) {
+  const uint64_t packed = (uint64_t(kind) << 40) | number;
+  bool added;
+  const int32_t id = code_ids_.find_or_add(packed, static_cast<int32_t>(out_.codes.size()), added);
+  if (added) out_.codes.push_back(packed);
+  return id;
+}
+
+void Parser::emit(CodeKind kind, uint64_t number, int32_t day, float value, bool suspected,
+                  int32_t start) {
+  emit_id(intern_code(kind, number), day, value, suspected, start);
+}
+
+void Parser::emit_id(int32_t code, int32_t day, float value, bool suspected, int32_t start) {
+  EventColumns& e = out_.events;
+  e.key.push_back(-1);  // filled when the receipt closes
+  e.day.push_back(day);
+  e.code.push_back(code);
+  e.value.push_back(value);
+  e.facility.push_back(facility_);
+  e.suspected.push_back(suspected ? 1 : 0);
+  e.dx_start.push_back(start);
+}
+
+void Parser::close_receipt() {
+  if (!rc_.open) return;
+  rc_.open = false;
+  if (rc_.bad) {
+    out_.events.truncate(rc_.first_event);
+    out_.stats.receipts_rejected++;
+    return;
+  }
+  const int32_t visit_day = rc_.first_service == INT32_MAX ? rc_.month_first : rc_.first_service;
+  emit(kVisit, rc_.inpatient ? 1 : 0, visit_day, NAN, false, kNoDay);
+  const std::string& key =
+      opt_.link_by == LinkBy::insurer && rc_.has_ho ? rc_.insurer_key : rc_.chart_key;
+  auto it = key_ids_.find(key);
+  int32_t id;
+  if (it == key_ids_.end()) {
+    id = static_cast<int32_t>(out_.keys.size());
+    out_.keys.push_back(key);
+    key_ids_.emplace(key, id);
+  } else {
+    id = it->second;
+  }
+  for (size_t i = rc_.first_event; i < out_.events.size(); ++i) out_.events.key[i] = id;
+  out_.stats.receipts++;
+}
+
+const char* Parser::record_ir() {
+  std::string_view code = f_[4];
+  if (!all_digits(code, 7)) return "bad facility code in field 5 of IR";
+  facility_code_.assign(code.data(), code.size());
+  facility_ = -1;
+  for (size_t i = 0; i < out_.facilities.size(); ++i)
+    if (out_.facilities[i] == facility_code_) facility_ = static_cast<int32_t>(i);
+  if (facility_ < 0) {
+    facility_ = static_cast<int32_t>(out_.facilities.size());
+    out_.facilities.push_back(facility_code_);
+  }
+  return nullptr;
+}
+
+const char* Parser::record_re() {
+  if (facility_ < 0) return "RE record before any IR";
+  if (!all_digits(f_[2], 4)) return "bad receipt type in field 3 of RE";
+  if (!parse_month(f_[3], rc_.year, rc_.month)) return "bad date in field 4 of RE";
+  if (f_[5] != "1" && f_[5] != "2") return "bad sex in field 6 of RE";
+  if (!parse_date(f_[6], rc_.birth)) return "bad date in field 7 of RE";
+  rc_.inpatient = (f_[2][3] - '0') % 2 == 1;
+  rc_.sex = f_[5][0];
+  rc_.month_first = days_from_civil(rc_.year, rc_.month, 1);
+  rc_.month_last = rc_.month_first + days_in_month(rc_.year, rc_.month) - 1;
+  const std::string tail = std::string(1, kSep) + std::to_string(rc_.birth) + kSep + rc_.sex;
+  std::string_view chart = f_.size() > 13 ? trim_spaces(f_[13]) : std::string_view();
+  if (!chart.empty())
+    rc_.chart_key = "C" + std::string(1, kSep) + facility_code_ + kSep + std::string(chart);
+  else
+    rc_.chart_key = "N" + std::string(1, kSep) + facility_code_ + kSep +
+                    std::string(trim_spaces(f_[4])) + tail;
+  emit(kSex, rc_.sex == '1' ? 1 : 2, kNoDay, NAN, false, kNoDay);
+  emit(kBirth, 0, rc_.birth, NAN, false, kNoDay);
+  return nullptr;
+}
+
+const char* Parser::record_ho() {
+  if (rc_.has_ho) return nullptr;  // the first HO is the insurance of the receipt
+  std::string_view insurer = trim_spaces(f_[1]);
+  if (insurer.empty()) return nullptr;
+  rc_.has_ho = true;
+  rc_.insurer_key = "I" + std::string(1, kSep) + std::string(insurer) + kSep +
+                    std::string(trim_spaces(f_[2])) + kSep + std::string(trim_spaces(f_[3])) +
+                    kSep + std::to_string(rc_.birth) + kSep + rc_.sex;
+  return nullptr;
+}
+
+const char* Parser::record_sy() {
+  if (!all_digits(f_[1], 7)) return "bad code in field 2 of SY";
+  int32_t start = kNoDay;
+  if (!f_[2].empty() && !parse_date(f_[2], start)) return "bad date in field 3 of SY";
+  std::string_view outcome = f_[3];
+  if (!(outcome.empty() || (outcome.size() == 1 && outcome[0] >= '1' && outcome[0] <= '4')))
+    return "bad outcome in field 4 of SY";
+  bool suspected = false;
+  if (f_.size() > 4) {
+    std::string_view mods = f_[4];
+    if (mods.size() % 4 != 0 || !all_digits(mods, mods.size()))
+      return "bad modifier codes in field 5 of SY";
+    for (size_t i = 0; i < mods.size(); i += 4) suspected |= mods.substr(i, 4) == "8002";
+  }
+  const uint64_t number = digits_value(f_[1]);
+  const bool inside = start != kNoDay && start >= rc_.month_first && start <= rc_.month_last;
+  emit(kDx, number, inside ? start : rc_.month_first, NAN, suspected, start);
+  if (outcome == "3") emit(kDeath, 0, rc_.month_last, NAN, false, kNoDay);
+  return nullptr;
+}
+
+const char* Parser::record_detail(std::string_view id) {
+  if (!all_digits(f_[3], 9)) {
+    reason_ = "bad code in field 4 of " + std::string(id);
+    return reason_.c_str();
+  }
+  int64_t count;
+  if (!parse_count(f_[6], 0, count)) {
+    reason_ = "non-numeric count in field 7 of " + std::string(id);
+    return reason_.c_str();
+  }
+  const uint16_t t = tag_of(id);
+  const CodeKind kind = t == kSI ? kProc : t == kIY ? kDrug : kDevice;
+  const size_t first = t == kTO ? 17 : 13;
+  const int32_t code = intern_code(kind, digits_value(f_[3]));
+  const int32_t month_days = rc_.month_last - rc_.month_first + 1;
+  for (size_t k = 0; k < 31 && first + k < f_.size(); ++k) {
+    int64_t n;
+    if (!parse_count(f_[first + k], 0, n)) {
+      reason_ = "non-numeric count in field " + std::to_string(first + k + 1) + " of " + std::string(id);
+      return reason_.c_str();
+    }
+    if (n == 0) continue;
+    if (static_cast<int32_t>(k) >= month_days) {
+      reason_ = "service day outside the treatment month in field " + std::to_string(first + k + 1) +
+                " of " + std::string(id);
+      return reason_.c_str();
+    }
+    const int32_t day = rc_.month_first + static_cast<int32_t>(k);
+    if (day < rc_.first_service) rc_.first_service = day;
+    emit_id(code, day, static_cast<float>(n), false, kNoDay);
+  }
+  return nullptr;
+}
+
+bool Parser::line(std::string_view text, int64_t lineno) {
+  out_.stats.records++;
+  const std::string_view id = text.substr(0, text.find(','));
+  const uint16_t t = tag_of(id);
+  // A receipt ends where the next RE, IR or GO starts, even when that line turns out bad; a bad
+  // RE still opens its (quarantined) receipt so that its detail lines go with it.
+  if (t == kIR || t == kGO || t == kRE) close_receipt();
+  if (t == kRE) {
+    rc_ = Receipt();
+    rc_.open = true;
+    rc_.first_event = out_.events.size();
+  }
+  if (!out_.utf8 && has_high_bytes(text.data(), text.size()) &&
+      !valid_cp932(text.data(), text.size()))
+    return reject(text, lineno, "invalid CP932 bytes");
+  const RecordSpec* spec = nullptr;
+  for (const RecordSpec& s : kSpecs)
+    if (t == s.id) spec = &s;
+  if (!spec) {
+    bool ignored = false;
+    for (uint16_t s : kIgnored) ignored |= t == s;
+    (ignored ? out_.stats.records_ignored : out_.stats.records_unknown)++;
+    return true;
+  }
+  split_fields(text, f_);
+  const int n = static_cast<int>(f_.size());
+  if (n < spec->min_fields || n > spec->max_fields)
+    return reject(text, lineno, "wrong field count: " + std::string(id) + " has " +
+                                    std::to_string(n) + " fields (expected " +
+                                    std::to_string(spec->min_fields) + " to " +
+                                    std::to_string(spec->max_fields) + ")");
+  const char* err = nullptr;
+  if (t == kIR) {
+    err = record_ir();
+  } else if (t == kRE) {
+    err = record_re();
+  } else if (t == kGO) {
+    // end of the claim; the receipt was closed above
+  } else if (!rc_.open) {
+    err = (reason_ = std::string(id) + " record before any RE").c_str();
+  } else if (rc_.bad) {
+    return true;  // the rest of a quarantined receipt
+  } else if (t == kHO) {
+    err = record_ho();
+  } else if (t == kSY) {
+    err = record_sy();
+  } else if (t == kSI || t == kIY || t == kTO) {
+    err = record_detail(id);
+  }
+  return err ? reject(text, lineno, err) : true;
+}
+
+}  // namespace
+
+FileResult parse_uke_buffer(std::string_view data, int32_t file_index, const UkeOptions& opt) {
+  FileResult out;
+  out.stats.files = 1;
+  out.stats.bytes = static_cast<int64_t>(data.size());
+  if (data.size() >= 3 && std::memcmp(data.data(), "\xEF\xBB\xBF", 3) == 0) data.remove_prefix(3);
+  while (!data.empty() && data.back() == '\x1a') data.remove_suffix(1);
+  if (data.empty()) {
+    out.rejects.push_back({file_index, 0, "empty file", ""});
+    out.stats.files_rejected = 1;
+    return out;
+  }
+  out.utf8 = has_high_bytes(data.data(), data.size()) && valid_utf8(data.data(), data.size());
+  const size_t guess = data.size() / 24;  // about one event per 24 bytes of claims text
+  for (auto* v : {&out.events.key, &out.events.day, &out.events.code, &out.events.facility,
+                  &out.events.dx_start})
+    v->reserve(guess);
+  out.events.value.reserve(guess);
+  out.events.suspected.reserve(guess);
+  Parser parser(file_index, opt, out);
+  size_t pos = 0;
+  int64_t lineno = 0;
+  while (pos < data.size()) {
+    ++lineno;
+    const void* nl = std::memchr(data.data() + pos, '\n', data.size() - pos);
+    if (!nl) {
+      parser.reject(std::string_view(), lineno, "truncated record (no line end)");
+      break;
+    }
+    const size_t end = static_cast<const char*>(nl) - data.data();
+    std::string_view text(data.data() + pos, end - pos);
+    pos = end + 1;
+    if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+    if (text.empty()) continue;
+    if (!parser.line(text, lineno)) break;
+  }
+  parser.finish();
+  return out;
+}
+
+}  // namespace claimsfm

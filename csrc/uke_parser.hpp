@@ -1,0 +1,81 @@
+// UKE (レセ電, 医科) receipt files -> raw MEDS events as columns. Plain C++17, no Python.
+//
+// One file is parsed by one thread from one in-memory buffer, so memory is bounded by the files
+// being parsed at once (one per thread) plus the events produced. Events are "raw": a diagnosis
+// repeated on every monthly receipt comes back once per receipt; claimsfm.ingest de-duplicates
+// after the patient keys are turned into subject_ids (which needs the salt, kept out of C++).
+// The pure-Python twin is claimsfm/ingest/reference.py; both must produce identical output.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace claimsfm {
+
+enum class LinkBy { chart, insurer };
+
+struct UkeOptions {
+  LinkBy link_by = LinkBy::chart;
+  bool stop_at_first_error = true;  // --on-error raise: stop each file at its first bad line
+  int threads = 1;
+};
+
+// A code is (kind, number) packed into 64 bits until the merge turns it into a MEDS string.
+enum CodeKind : uint8_t { kSex, kBirth, kDeath, kDx, kProc, kDrug, kDevice, kVisit };
+std::string code_name(uint64_t packed);
+
+// One row per event. Ids index the string tables of the result that holds the columns.
+struct EventColumns {
+  std::vector<int32_t> key;       // patient key id
+  std::vector<int32_t> day;       // days since 1970-01-01, kNoDay for static rows
+  std::vector<int32_t> code;      // code id
+  std::vector<float> value;       // count for SI/IY/TO, NaN otherwise
+  std::vector<int32_t> facility;  // facility id
+  std::vector<uint8_t> suspected; // 1 when the diagnosis carries modifier 8002
+  std::vector<int32_t> dx_start;  // 診療開始日 of a diagnosis, kNoDay otherwise
+  size_t size() const { return day.size(); }
+  void truncate(size_t n);
+};
+
+struct Reject {
+  int32_t file;        // index into the input paths
+  int64_t line;        // 1-based; 0 for a whole-file problem
+  std::string reason;  // never contains a field value
+  std::string text;    // the bad line with identifying fields masked ("" for a file problem)
+};
+
+struct UkeStats {
+  int64_t files = 0, files_rejected = 0, receipts = 0, receipts_rejected = 0, records = 0,
+          records_unknown = 0, records_ignored = 0, lines_rejected = 0, bytes = 0;
+  void add(const UkeStats& o);
+};
+
+// Output of one file: ids are local to the file.
+struct FileResult {
+  EventColumns events;
+  std::vector<uint64_t> codes;        // local code id -> packed code
+  std::vector<std::string> keys;      // local key id -> patient key bytes (file encoding)
+  std::vector<std::string> facilities;
+  bool utf8 = false;                  // the file decodes as UTF-8 (else CP932)
+  std::vector<Reject> rejects;
+  UkeStats stats;
+};
+
+struct UkeResult {
+  EventColumns events;
+  std::vector<std::string> codes;       // code id -> MEDS code string
+  std::vector<std::string> keys;        // key id -> patient key bytes
+  std::vector<uint8_t> key_utf8;        // key id -> 1 UTF-8, 0 CP932
+  std::vector<std::string> facilities;  // facility id -> 7-digit facility code
+  std::vector<Reject> rejects;          // ordered by (file, line)
+  UkeStats stats;
+};
+
+FileResult parse_uke_buffer(std::string_view data, int32_t file_index, const UkeOptions& opt);
+// Parse files in parallel (opt.threads). `bytes_done` (may be null) is advanced as files finish.
+UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOptions& opt,
+                          std::atomic<int64_t>* bytes_done);
+
+}  // namespace claimsfm

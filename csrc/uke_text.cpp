@@ -1,0 +1,168 @@
+#include "uke_text.hpp"
+
+#include <cstring>
+
+#include "common.hpp"
+
+namespace claimsfm {
+
+bool has_high_bytes(const char* p, size_t n) {
+  const auto* u = reinterpret_cast<const unsigned char*>(p);
+  size_t i = 0;
+  // Eight bytes at a time: most of a claims file is ASCII.
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, u + i, 8);
+    if (w & 0x8080808080808080ULL) return true;
+  }
+  for (; i < n; ++i)
+    if (u[i] & 0x80) return true;
+  return false;
+}
+
+bool valid_utf8(const char* p, size_t n) {
+  const auto* u = reinterpret_cast<const unsigned char*>(p);
+  size_t i = 0;
+  while (i < n) {
+    const unsigned c = u[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len;
+    unsigned lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;  // no overlongs
+      if (c == 0xED) hi = 0x9F;  // no surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;  // <= U+10FFFF
+    } else {
+      return false;
+    }
+    if (i + len > n) return false;
+    if (u[i + 1] < lo || u[i + 1] > hi) return false;
+    for (size_t k = 2; k < len; ++k)
+      if (u[i + k] < 0x80 || u[i + k] > 0xBF) return false;
+    i += len;
+  }
+  return true;
+}
+
+bool valid_cp932(const char* p, size_t n) {
+  const auto* u = reinterpret_cast<const unsigned char*>(p);
+  size_t i = 0;
+  while (i < n) {
+    const unsigned c = u[i];
+    if (c < 0x80 || (c >= 0xA1 && c <= 0xDF)) {
+      ++i;
+      continue;
+    }
+    if (!((c >= 0x81 && c <= 0x9F) || (c >= 0xE0 && c <= 0xFC))) return false;
+    if (i + 1 >= n) return false;
+    const unsigned t = u[i + 1];
+    if (!((t >= 0x40 && t <= 0x7E) || (t >= 0x80 && t <= 0xFC))) return false;
+    i += 2;
+  }
+  return true;
+}
+
+void split_fields(std::string_view line, std::vector<std::string_view>& out) {
+  // A plain byte loop: fields are short (most SI/IY day fields are empty), so calling memchr
+  // per field costs more than it saves.
+  out.clear();
+  const char* p = line.data();
+  const char* end = p + line.size();
+  const char* start = p;
+  for (; p != end; ++p) {
+    if (*p == ',') {
+      out.emplace_back(start, static_cast<size_t>(p - start));
+      start = p + 1;
+    }
+  }
+  out.emplace_back(start, static_cast<size_t>(end - start));
+}
+
+uint64_t digits_value(std::string_view s) {
+  uint64_t v = 0;
+  for (char c : s) v = v * 10 + static_cast<uint64_t>(c - '0');
+  return v;
+}
+
+std::string_view trim_spaces(std::string_view s) {
+  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+  return s;
+}
+
+bool parse_count(std::string_view s, int64_t empty_value, int64_t& out) {
+  if (s.empty()) {
+    out = empty_value;
+    return true;
+  }
+  if (s.size() > 12) return false;
+  int64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  out = v;
+  return true;
+}
+
+bool all_digits(std::string_view s, size_t width) {
+  if (s.size() != width) return false;
+  for (char c : s)
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
+static int32_t digits(std::string_view s, size_t from, size_t len) {
+  int32_t v = 0;
+  for (size_t i = from; i < from + len; ++i) v = v * 10 + (s[i] - '0');
+  return v;
+}
+
+// Start year of each legacy era code 1..5 (明治 大正 昭和 平成 令和).
+static const int32_t kEraStart[6] = {0, 1868, 1912, 1926, 1989, 2019};
+
+static bool year_month(std::string_view s, bool era, int32_t& y, int32_t& m) {
+  if (era) {
+    const int32_t g = s[0] - '0', yy = digits(s, 1, 2);
+    if (g < 1 || g > 5 || yy < 1) return false;
+    y = kEraStart[g] + yy - 1;
+    m = digits(s, 3, 2);
+  } else {
+    y = digits(s, 0, 4);
+    m = digits(s, 4, 2);
+  }
+  return y >= 1850 && y <= 2199 && m >= 1 && m <= 12;
+}
+
+bool parse_month(std::string_view s, int32_t& year, int32_t& month) {
+  if (all_digits(s, 6)) return year_month(s, false, year, month);
+  if (all_digits(s, 5)) return year_month(s, true, year, month);
+  return false;
+}
+
+bool parse_date(std::string_view s, int32_t& day) {
+  int32_t y, m, d;
+  if (all_digits(s, 8)) {
+    if (!year_month(s, false, y, m)) return false;
+    d = digits(s, 6, 2);
+  } else if (all_digits(s, 7)) {
+    if (!year_month(s, true, y, m)) return false;
+    d = digits(s, 5, 2);
+  } else {
+    return false;
+  }
+  if (d < 1 || d > days_in_month(y, m)) return false;
+  day = days_from_civil(y, m, d);
+  return true;
+}
+
+}  // namespace claimsfm

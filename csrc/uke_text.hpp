@@ -1,0 +1,38 @@
+// Byte-level helpers for UKE (レセ電) text: encoding checks, field splitting, numbers and dates.
+// Plain C++17, no Python. Every check here has a twin in claimsfm/ingest/reference.py; the two
+// must accept and reject exactly the same bytes, because the test suite compares their output.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+namespace claimsfm {
+
+constexpr int32_t kNoDay = INT32_MIN;  // "no date" in every int32 day column
+
+// Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF), the same set Python's codec accepts.
+bool valid_utf8(const char* p, size_t n);
+// Structural CP932: ASCII, half-width kana A1-DF, or lead 81-9F/E0-FC + trail 40-7E/80-FC.
+bool valid_cp932(const char* p, size_t n);
+// True when any byte is >= 0x80.
+bool has_high_bytes(const char* p, size_t n);
+
+// Split a line at every ',' (UKE has no quoting). Reuses `out`.
+void split_fields(std::string_view line, std::vector<std::string_view>& out);
+// Value of a string already checked to be all digits.
+uint64_t digits_value(std::string_view s);
+// Trim ASCII spaces on both sides.
+std::string_view trim_spaces(std::string_view s);
+
+// Non-negative decimal integer made only of digits; empty -> `empty_value`. False on anything else.
+bool parse_count(std::string_view s, int64_t empty_value, int64_t& out);
+// Exactly `width` ASCII digits.
+bool all_digits(std::string_view s, size_t width);
+
+// Treatment month: YYYYMM (6 digits) or era GYYMM (5 digits) -> year, month. False when invalid.
+bool parse_month(std::string_view s, int32_t& year, int32_t& month);
+// Date: YYYYMMDD (8) or era GYYMMDD (7) -> days since 1970-01-01. False when invalid.
+bool parse_date(std::string_view s, int32_t& day);
+
+}  // namespace claimsfm
