@@ -43,7 +43,9 @@ def _fwd_bwd(fn, q, k, v, do, cu, max_seqlen, **kwargs):
     return [out.detach(), q.grad, k.grad, v.grad]
 
 
-def _compare(kernel, lengths, n_head, head_dim, dtype, device, blocks=None, scale=None, seed=0):
+def _compare(kernel, lengths, n_head, head_dim, dtype, device, blocks=(32, 16), scale=None, seed=0):
+    # Pinned tiles (the interpreter's own) unless a test asks for autotuning with blocks=None: on a
+    # GPU every autotuned key compiles the whole config list.
     q, k, v, do = _inputs(lengths, n_head, head_dim, dtype, device, seed)
     cu = _cu(lengths, device)
     max_seqlen = max(lengths)
@@ -96,10 +98,10 @@ def test_softmax_scale_and_strided_views(kernel, device):
     do = torch.randn(T, H, D, generator=g).to(device)
     cu = _cu(lengths, device)
     outs = []
-    for fn in (kernel.varlen_attention, varlen_attention_ref):
+    for fn in (kernel._varlen_attention, varlen_attention_ref):
         qkv.grad = None
         q, k, v = qkv.unbind(1)
-        out = fn(q, k, v, cu, max(lengths), softmax_scale=0.3)
+        out = fn(q, k, v, cu, max(lengths), 0.3, *([(32, 16)] if fn is kernel._varlen_attention else []))
         out.backward(do)
         outs.append((out.detach(), qkv.grad.clone()))
     torch.testing.assert_close(outs[0][0], outs[1][0], atol=2e-5, rtol=2e-5)
@@ -157,12 +159,28 @@ def test_rejects_bad_input(kernel, device, change, message):
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("head_dim", [16, 32, 64, 128])
-def test_gpu_long_sequences_autotuned(kernel, dtype, head_dim):
-    # Compiled and autotuned (blocks=None), lengths up to 1024 drawn like claims (lognormal).
-    g = torch.Generator().manual_seed(head_dim)
+def test_gpu_long_sequences(kernel, dtype, head_dim):
+    # Compiled, lengths up to 1024 drawn like claims (lognormal), GPU-sized tiles.
+    _compare(kernel, _claims_lengths(head_dim), 4, head_dim, dtype, "cuda", blocks=(64, 64), seed=head_dim)
+
+
+@pytest.mark.gpu
+def test_gpu_autotuned(kernel):
+    # The public path: autotuned tiles (every config of the list compiles once for this key).
+    lengths = _claims_lengths(7)
+    q, k, v, do = _inputs(lengths, 4, 64, torch.bfloat16, "cuda")
+    cu = _cu(lengths, "cuda")
+    got = _fwd_bwd(kernel.varlen_attention, q, k, v, do, cu, max(lengths))
+    want = _fwd_bwd(varlen_attention_ref, q, k, v, do, cu, max(lengths))
+    for name, a, b in zip(("out", "dq", "dk", "dv"), got, want):
+        atol, rtol = TOL[torch.bfloat16][0 if name == "out" else 1]
+        torch.testing.assert_close(a.float(), b.float(), atol=atol, rtol=rtol, msg=lambda m: f"{name}: {m}")
+
+
+def _claims_lengths(seed):
+    g = torch.Generator().manual_seed(seed)
     lengths = torch.exp(torch.randn(40, generator=g) * 0.9 + math.log(100)).clamp(1, 1024).long().tolist()
-    lengths[:3] = [1, 1024, 511]
-    _compare(kernel, lengths, 4, head_dim, dtype, "cuda", seed=head_dim)
+    return [1, 1024, 511] + lengths
 
 
 @pytest.mark.gpu

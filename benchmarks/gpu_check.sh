@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# One GPU session's attention check (issue 6): the kernel tests compiled on the GPU (the `gpu` ones
+# included), then the attention benchmark. Writes, under benchmarks/results/:
+#   attention_<tag>.json        the benchmark (P6, P7, roofline share at s=128)
+#   attention_<tag>_tests.json  the pytest outcome (exit code, summary line, failures)
+# Usage: bash benchmarks/gpu_check.sh [tag]      (tag defaults to the GPU's last name word, e.g. h200)
+# Budget: about 2-4 min of tests (each kernel compiles per dtype/head_dim/tile) + 1-2 min of benchmark.
+# Needs torch with CUDA and triton; claimsfm itself may be uninstalled: then kernels/ is imported
+# from this tree through a temporary `claimsfm` shim package (kernels/ imports nothing else).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'error: no CUDA GPU visible')"
+tag="${1:-$(python3 -c "import torch; print(torch.cuda.get_device_name().split()[-1].lower())")}"
+results=benchmarks/results
+mkdir -p "$results"
+unset TRITON_INTERPRET
+export TRITON_DEFAULT_FP_FUSION=1
+
+if ! python3 -P -c "import claimsfm.kernels" 2>/dev/null; then
+    shim="$(mktemp -d)"
+    mkdir -p "$shim/claimsfm"
+    : > "$shim/claimsfm/__init__.py"
+    ln -s "$PWD/kernels" "$shim/claimsfm/kernels"
+    export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
+    echo "claimsfm not installed: using the shim at $shim" >&2
+fi
+
+# Tests: the exit code is recorded, not fatal, so the benchmark still runs after a failure.
+log="$(mktemp)"
+set +e
+timeout 420 python3 -P -m pytest -q -p no:cacheprovider tests/kernels -rfE 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+python3 - "$log" "$rc" "$results/attention_${tag}_tests.json" <<'PY'
+import json, os, re, sys
+text = open(sys.argv[1]).read()
+lines = [l for l in text.splitlines() if re.search(r"\d+ (passed|failed|error)", l)]
+out = {"exit_code": int(sys.argv[2]), "summary": lines[-1].strip("= ") if lines else None,
+       "failures": [l for l in text.splitlines() if l.startswith(("FAILED", "ERROR"))][:50]}
+tmp = sys.argv[3] + ".tmp"
+open(tmp, "w").write(json.dumps(out, indent=2) + "\n")
+os.replace(tmp, sys.argv[3])
+PY
+
+timeout 420 python3 benchmarks/attention.py --out "$results/attention_${tag}.json" >/dev/null
+python3 - "$results/attention_${tag}.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(json.dumps({"ratios": r["ratios"], "roofline_share": r["roofline"]["share_of_roofline"],
+                  "padding_fraction": r["lengths"]["padding_fraction"]}, indent=2))
+PY
+echo "tests exit code: $rc; results in $results/attention_${tag}*.json"
+exit "$rc"
