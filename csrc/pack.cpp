@@ -36,10 +36,14 @@ int64_t pack_ffd(const int64_t* lengths, int64_t n, int64_t max_tokens, int64_t*
     }
   }
   if (n == 0) return 0;
-  // Leaves are rows 0..size-1 (at most n rows are ever needed); unopened rows are full, and rows are
-  // opened left to right, so the leftmost leaf with room is exactly the first fit.
+  // Leaves are rows 0..size-1; unopened rows are full, and rows are opened left to right, so the
+  // leftmost leaf with room is exactly the first fit. First fit never leaves two rows at most half
+  // full (the later row's items would have fitted into the earlier one), so rows < 2*sum/max + 1.
+  int64_t total = 0;
+  for (int64_t i = 0; i < n; ++i) total += lengths[i];
+  const int64_t max_rows = std::min<int64_t>(n, 2 * total / max_tokens + 2);
   int64_t size = 1;
-  while (size < n) size <<= 1;
+  while (size < max_rows) size <<= 1;
   std::vector<int64_t> tree(static_cast<size_t>(2 * size), max_tokens);
   int64_t n_rows = 0;
   for (int64_t i : decreasing_order(lengths, n, max_tokens)) {
