@@ -65,7 +65,7 @@ def run(config: IngestConfig) -> dict:
     """Ingest, build the token store, and move the finished folder to `config.out`."""
     config.check()
     found = find_inputs(config.inputs, config.format)
-    fp = fingerprint(found.files, _settings(config))
+    fp = fingerprint(found.files, _identity(config))
     check_out(config.out, fp, config.overwrite)
     with atomic_dir(config.out, overwrite=True) as work:
         summary = write_dataset(config, work, found, fp)
@@ -75,6 +75,11 @@ def run(config: IngestConfig) -> dict:
                     code_level=config.code_level)
         write_run_config(work, _settings(config))
     return summary
+
+
+def _identity(config: IngestConfig) -> dict:
+    """The settings that make two ingests of the same files different datasets."""
+    return {"format": config.format, "link_by": config.link_by}
 
 
 def _settings(config: IngestConfig) -> dict:
@@ -87,7 +92,7 @@ def write_dataset(config: IngestConfig, work: Path, found: Inputs | None = None,
     """The MEDS dataset (data/, metadata/, truth/, rejects.txt) into the folder `work`."""
     config.check()
     found = found or find_inputs(config.inputs, config.format)
-    fp = fp or fingerprint(found.files, _settings(config))
+    fp = fp or fingerprint(found.files, _identity(config))
     work = Path(work)
     t0 = time.perf_counter()
     salt, salt_source = None, None
@@ -135,7 +140,8 @@ def _read_uke(config: IngestConfig, files: list[Path], salt: bytes):
         if config.on_error == "raise":
             raise located(path, line or None, reason)
         shown = text.decode("utf-8" if _is_utf8(path) else "cp932", "backslashreplace")
-        rejects.append(f"{path}:{line}: {reason}" + (f"\t{shown}" if shown else ""))
+        where = f"{path}:{line}" if line else f"{path}"
+        rejects.append(f"{where}: {reason}" + (f"\t{shown}" if shown else ""))
     return events.from_uke(raw, salt), rejects, raw["stats"]
 
 
