@@ -14,11 +14,14 @@ HELD_OUT = 2
 def _console():
     from rich.console import Console
 
-    return Console(stderr=True)
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console.width = max(console.width, 140)  # logs and pipes: do not squeeze the table to 80 columns
+    return console
 
 
-def print_cohorts(cohorts, quiet: bool = False) -> None:
-    """Rows and prevalence per split for each task."""
+def print_cohorts(cohorts, skipped: dict, quiet: bool = False) -> None:
+    """Rows and prevalence per split for each task; tasks skipped and why."""
     if quiet:
         return
     from rich.table import Table
@@ -34,34 +37,40 @@ def print_cohorts(cohorts, quiet: bool = False) -> None:
             n = int(rows.sum())
             cells.append(f"{n:,}  {c.label[rows].mean():.3f}" if n else "0")
         table.add_row(c.task, *cells)
-    _console().print(table)
+    console = _console()
+    console.print(table)
+    for task, entry in skipped.items():
+        console.print(f"[yellow]skipped {task}[/yellow]: {entry['skipped']}")
 
 
 def _fmt(m: dict | None) -> str:
     if not m or m.get("auprc") is None:
         return "–"
     lo, hi = m["auprc_ci"]
-    return f"{m['auprc']:.3f} [{lo:.3f}, {hi:.3f}]"
+    return f"{m['auprc']:.3f}\n({lo:.2f}–{hi:.2f})"
 
 
 def print_table(metrics: dict, quiet: bool = False) -> None:
-    """Held-out AUPRC [95% CI] per task and model, prevalence, the oracles, and FM - LightGBM."""
+    """Held-out AUPRC (95% CI) per task and model, prevalence, the oracles, and FM - LightGBM."""
     if quiet:
         return
     from rich.table import Table
 
     tasks = metrics["tasks"]
     models = sorted({m for t in tasks.values() for m in t["models"]})
-    oracles = sorted({m for t in tasks.values() for m in t["oracle"]})
-    table = Table(title="held-out AUPRC [95% CI]")
-    for col in ["task", "n", "prevalence", *models, *oracles, "FM - LightGBM"]:
-        table.add_column(col, justify="left" if col == "task" else "right")
+    oracles = sorted({m for t in tasks.values() for m in t["oracle"]}, key=lambda o: "latent" in o)
+    paired = sorted({k for t in tasks.values() for k in t["paired"]})
+    table = Table(title="held-out AUPRC (95% CI)")
+    table.add_column("task", no_wrap=True)
+    table.add_column("n\nprevalence", justify="right")
+    for col in [*models, *[o.replace("oracle_", "oracle ") for o in oracles], *paired]:
+        table.add_column(col, justify="right")
     for name, t in tasks.items():
         held = t["cohort"]["held_out"]
-        paired = "; ".join(f"{d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]" for d in t["paired"].values())
-        table.add_row(name, f"{held['n']:,}", f"{held['prevalence']:.3f}",
+        diffs = [t["paired"].get(k) for k in paired]
+        table.add_row(name, f"{held['n']:,}\n{held['prevalence']:.3f}",
                       *[_fmt(t["models"].get(m)) for m in models], *[_fmt(t["oracle"].get(o)) for o in oracles],
-                      paired or "–")
+                      *[f"{d['diff']:+.3f}\n({d['ci'][0]:+.2f}, {d['ci'][1]:+.2f})" if d else "–" for d in diffs])
     _console().print(table)
 
 

@@ -16,7 +16,7 @@ from claimsfm.errors import ClaimsfmError
 from claimsfm.eval import report
 from claimsfm.eval.metrics import paired_bootstrap, summarize
 from claimsfm.eval.samples import Pool, load_oracle, subsample
-from claimsfm.tasks.cohort import EventSubset, build_cohort, check_cohort, cohort_summary
+from claimsfm.tasks.cohort import EventSubset, build_cohort, check_cohort, cohort_summary, unusable_reason
 from claimsfm.tasks.spec import select_tasks
 
 MODES = ("finetune", "probe")
@@ -81,14 +81,23 @@ def _check(cfg: EvalConfig) -> None:
             raise ClaimsfmError(f"{flag} must be at least 2, got {v}")
 
 
-def build_cohorts(store, specs, cfg: EvalConfig) -> list:
+def build_cohorts(store, specs, cfg: EvalConfig) -> tuple[list, list, dict]:
+    """(usable specs, their cohorts, {task: reason} for tasks skipped for lack of positives)."""
     everything = EventSubset(np.asarray(store.offsets, dtype=np.int64), np.asarray(store.day))
-    cohorts = []
+    kept, cohorts, skipped = [], [], {}
     for spec in specs:
         cohort = subsample(build_cohort(store, spec, everything), cfg.max_train, cfg.max_eval, cfg.seed)
         check_cohort(cohort)
-        cohorts.append(cohort)
-    return cohorts
+        reason = unusable_reason(cohort)
+        if reason is None:
+            kept.append(spec)
+            cohorts.append(cohort)
+        else:
+            skipped[spec.name] = {"skipped": reason, "cohort": cohort_summary(cohort)}
+    if not cohorts:
+        raise ClaimsfmError("no selected task can be evaluated: " +
+                            "; ".join(f"{k}: {v['skipped']}" for k, v in skipped.items()))
+    return kept, cohorts, skipped
 
 
 def _fm_predictions(store, run, specs, cohorts, pool, cfg) -> dict:
@@ -190,8 +199,8 @@ def run(cfg: EvalConfig) -> dict:
         raise ClaimsfmError("nothing to evaluate: give --model or --params, or --baselines lightgbm")
     specs = select_tasks(cfg.task, list(cfg.task_files))
     store = open_store(cfg.data)
-    cohorts = build_cohorts(store, specs, cfg)
-    report.print_cohorts(cohorts, cfg.quiet)
+    specs, cohorts, skipped = build_cohorts(store, specs, cfg)
+    report.print_cohorts(cohorts, skipped, cfg.quiet)
     pool = Pool.of(cohorts)
     preds = {c.task: {} for c in cohorts}
     if run_dir is not None:
@@ -201,7 +210,7 @@ def run(cfg: EvalConfig) -> dict:
     if "lightgbm" in cfg.baselines:
         for task, p in _lightgbm_predictions(store, specs, cohorts, pool, cfg).items():
             preds[task]["lightgbm"] = p
-    metrics = {"tasks": {c.task: score_task(c, preds[c.task], cfg.data, cfg) for c in cohorts}}
+    metrics = {"tasks": {c.task: score_task(c, preds[c.task], cfg.data, cfg) for c in cohorts}, "skipped": skipped}
     settings = {**asdict(cfg), "model_dir": str(run_dir) if run_dir else None, "n_pool": len(pool)}
     out = default_out(cfg)
     report.write_outputs(out, metrics, cohorts, preds, settings)

@@ -186,12 +186,17 @@ def cohort_summary(cohort: Cohort) -> dict:
 
 
 def check_cohort(cohort: Cohort) -> None:
-    """An unusable cohort is a user error: say which task and what is missing."""
+    """An empty cohort is a user error: say which task and what is missing."""
     if len(cohort) == 0:
         raise ClaimsfmError(f"task '{cohort.task}': empty cohort (no subject meets the cohort rules "
                             "at any prediction time; check the data's date range and the task file)")
+
+
+def unusable_reason(cohort: Cohort) -> str | None:
+    """Why a cohort cannot be trained and scored (a split without positives or negatives), or None."""
     for code, name in enumerate(SPLITS):
         rows = cohort.split == code
-        if not rows.any() or not cohort.label[rows].any() or cohort.label[rows].all():
-            raise ClaimsfmError(f"task '{cohort.task}': the {name} split needs both positive and "
-                                f"negative rows (has {int(rows.sum())} rows, {int(cohort.label[rows].sum())} positive)")
+        n, pos = int(rows.sum()), int(cohort.label[rows].sum())
+        if pos == 0 or pos == n:
+            return f"the {name} split has {n} rows and {pos} positives; every split needs both classes"
+    return None

@@ -70,3 +70,13 @@ def test_clear_errors(data, tmp_path):
         run(EvalConfig(data=str(data), task="t2dm", params="9M", runs=str(tmp_path), quiet=True))
     with pytest.raises(ClaimsfmError, match="nothing to evaluate"):
         run(EvalConfig(data=str(data), task="t2dm", baselines=(), quiet=True))
+
+
+def test_a_task_without_positives_is_skipped_not_fatal(data, tmp_path):
+    never = tmp_path / "never.toml"
+    never.write_text('name = "never"\nkind = "incidence"\ntarget = ["ICD10//Q99"]\n[window]\nprediction_months = 12\n')
+    metrics = run(EvalConfig(data=str(data), task="t2dm", task_files=(str(never),), out=str(tmp_path / "o"),
+                             n_boot=100, quiet=True))
+    assert set(metrics["tasks"]) == {"t2dm"} and "positives" in metrics["skipped"]["never"]["skipped"]
+    with pytest.raises(ClaimsfmError, match="no selected task can be evaluated: never"):
+        run(EvalConfig(data=str(data), task="", task_files=(str(never),), out=str(tmp_path / "p"), quiet=True))
