@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from claimsfm import __version__
 from claimsfm.data import store as S
+from claimsfm.data.sequences import native
 from claimsfm.errors import ClaimsfmError, located
 from claimsfm.io import atomic_dir, write_json
 from claimsfm.splits import SPLITS, split_codes
@@ -175,35 +176,6 @@ def _token_tables(code_names, vocab, parents, code_level) -> tuple[np.ndarray, n
     return plain, susp
 
 
-def assign_visits(sid: np.ndarray, day: np.ndarray, fac: np.ndarray, inpatient: np.ndarray):
-    """Visit index within each subject and the inpatient flag of each event's visit.
-
-    A visit is one month at one facility (design.md §3.3); a subject's visits are numbered in order
-    of their first day, ties broken by facility. (N,) arrays -> visit (N,) int32, inpatient (N,) bool.
-    """
-    n = len(sid)
-    if n == 0:
-        return np.zeros(0, np.int32), np.zeros(0, bool)
-    month = months_of_days(day)
-    o = np.lexsort((day, fac, month, sid))
-    s, m, f = sid[o], month[o], fac[o]
-    new = np.ones(n, bool)
-    new[1:] = (s[1:] != s[:-1]) | (m[1:] != m[:-1]) | (f[1:] != f[:-1])
-    gid_sorted = np.cumsum(new) - 1
-    starts = np.flatnonzero(new)
-    g_sid, g_first, g_fac = s[starts], day[o][starts], f[starts]
-    g_inp = np.bincount(gid_sorted, weights=inpatient[o].astype(np.float64), minlength=len(starts)) > 0
-    go = np.lexsort((g_fac, g_first, g_sid))
-    first_of_subject = np.ones(len(go), bool)
-    first_of_subject[1:] = g_sid[go][1:] != g_sid[go][:-1]
-    pos = np.arange(len(go))
-    g_rank = np.empty(len(go), np.int64)
-    g_rank[go] = pos - np.maximum.accumulate(np.where(first_of_subject, pos, 0))
-    gid = np.empty(n, np.int64)
-    gid[o] = gid_sorted
-    return g_rank[gid].astype(np.int32), g_inp[gid]
-
-
 def _subject_fields(sh: _Shard, inverse: np.ndarray, m: int) -> dict[str, np.ndarray]:
     """birth_day, sex, death_day of the shard's m subjects."""
     big = np.iinfo(np.int32).max
@@ -234,9 +206,9 @@ def _shard_events(sh: _Shard, inverse: np.ndarray, code_index: pa.Array, tokens)
     code = pc.index_in(sh.code.filter(pa.array(ev)), value_set=code_index).to_numpy(zero_copy_only=False)
     code = code.astype(np.int32)
     sid, day, susp = inverse[ev], sh.day[ev], sh.suspected[ev]
-    inpatient_code = code_index.index(INPATIENT).as_py()
-    visit, inp = assign_visits(sid, day, _facility_ids(sh, ev), code == inpatient_code)
-    o = np.lexsort((code, visit, day, sid))
+    inpatient = (code == code_index.index(INPATIENT).as_py()).astype(np.uint8)
+    o, visit, inp = native().order_events(sid.astype(np.int64), day, _facility_ids(sh, ev), code, inpatient,
+                                          int(inverse.max(initial=-1)) + 1)
     flags = susp.astype(np.uint8) * S.FLAG_SUSPECTED | inp.astype(np.uint8) * S.FLAG_INPATIENT
     plain, suspected = tokens
     token = np.where(susp, suspected[code], plain[code]).astype(np.int32)

@@ -95,6 +95,7 @@ class PretrainLoader:
     # -- iteration and state -------------------------------------------------------------------
     def __iter__(self):
         epoch, start = self.epoch, self.step
+        self.plan(epoch)  # computed once here; worker processes inherit the cached plan
         dataset = _epoch_dataset(self, epoch, start)
         if self.num_workers == 0:
             batches = iter(dataset)

@@ -121,3 +121,35 @@ def mlm_mask(input_ids, cu_seqlens, key: int, vocab_size: int, mask_prob: float 
         elif (h2 >> 11) < to_random:
             ids[t] = N_SPECIAL + splitmix64(h2) % n_codes
     return ids, labels
+
+
+def order_events(sid, day, fac, code, inpatient, n_subjects: int):
+    """Twin of claimsfm._native.order_events, with whole-shard numpy lexsorts.
+
+    -> (order (N,) int64 by (subject, day, visit, code, position), visit (N,) int32, visit_inpatient (N,) uint8)
+    """
+    from claimsfm.data.build import months_of_days
+
+    sid, day, fac, code = (np.asarray(a) for a in (sid, day, fac, code))
+    n = len(sid)
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.uint8)
+    month = months_of_days(day)
+    o = np.lexsort((day, fac, month, sid))  # groups = (subject, month, facility) runs
+    s, m, f = sid[o], month[o], fac[o]
+    new = np.ones(n, bool)
+    new[1:] = (s[1:] != s[:-1]) | (m[1:] != m[:-1]) | (f[1:] != f[:-1])
+    gid_sorted = np.cumsum(new) - 1
+    starts = np.flatnonzero(new)
+    g_sid, g_first, g_fac = s[starts], day[o][starts], f[starts]
+    g_inp = np.bincount(gid_sorted, weights=np.asarray(inpatient)[o].astype(np.float64), minlength=len(starts)) > 0
+    go = np.lexsort((g_fac, g_first, g_sid))  # a subject's groups by first day, then facility
+    first_of_subject = np.ones(len(go), bool)
+    first_of_subject[1:] = g_sid[go][1:] != g_sid[go][:-1]
+    pos = np.arange(len(go))
+    g_rank = np.empty(len(go), np.int64)
+    g_rank[go] = pos - np.maximum.accumulate(np.where(first_of_subject, pos, 0))
+    gid = np.empty(n, np.int64)
+    gid[o] = gid_sorted
+    visit = g_rank[gid].astype(np.int32)
+    return np.lexsort((code, visit, day, sid)).astype(np.int64), visit, g_inp[gid].astype(np.uint8)

@@ -9,6 +9,7 @@
 #include "mask.hpp"
 #include "pack.hpp"
 #include "sequence.hpp"
+#include "store.hpp"
 
 using namespace claimsfm;
 
@@ -76,7 +77,24 @@ static void test_mask() {
   for (size_t t = 0; t < ids.size(); t += 10) CHECK(a[t] == kCls && la[t] == -100);
 }
 
+static void test_order_events() {
+  // Subject 0: facility 2 on Jan 5 and Jan 20, facility 1 on Jan 9, Feb 1; subject 1 first in input.
+  const int32_t jan5 = days_from_civil(2020, 1, 5), jan9 = jan5 + 4, jan20 = jan5 + 15, feb1 = jan5 + 27;
+  const int64_t subject[] = {1, 0, 0, 0, 0};
+  const int32_t day[] = {jan5, jan20, jan9, jan5, feb1}, fac[] = {0, 2, 1, 2, 1}, code[] = {7, 3, 4, 5, 6};
+  const uint8_t inpatient[] = {0, 0, 1, 0, 0};
+  int64_t order[5];
+  int32_t visit[5];
+  uint8_t inp[5];
+  order_events(subject, day, fac, code, inpatient, 5, 2, order, visit, inp);
+  const int64_t want[] = {3, 2, 1, 4, 0};  // by (subject, day, visit, code)
+  for (int i = 0; i < 5; ++i) CHECK(order[i] == want[i]);
+  CHECK(visit[3] == 0 && visit[1] == 0 && visit[2] == 1 && visit[4] == 2 && visit[0] == 0);
+  CHECK(inp[2] == 1 && inp[1] == 0 && inp[4] == 0);
+}
+
 int main() {
+  test_order_events();
   test_sequences();
   test_pack();
   test_mask();

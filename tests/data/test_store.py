@@ -160,3 +160,20 @@ def test_store_pickles_by_path(hand_store):
     clone = pickle.loads(pickle.dumps(hand_store))
     assert len(pickle.dumps(hand_store)) < 1000
     np.testing.assert_array_equal(clone.token, hand_store.token)
+
+
+def test_native_event_order_equals_numpy_twin():
+    from claimsfm import _native
+    from claimsfm.data import reference as ref
+
+    rng = np.random.default_rng(9)
+    n, m = 20000, 300
+    sid = rng.integers(0, m, n).astype(np.int64)
+    day = rng.integers(18000, 18400, n).astype(np.int32)  # ~13 months: many same-month visits
+    fac = rng.integers(-1, 4, n).astype(np.int32)
+    code = rng.integers(0, 30, n).astype(np.int32)
+    inp = (rng.random(n) < 0.05).astype(np.uint8)
+    fast = _native.order_events(sid, day, fac, code, inp, m)
+    slow = ref.order_events(sid, day, fac, code, inp, m)
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a, b)
