@@ -195,25 +195,23 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA, CU, qk_scale, sm_scale,
                  mask=m_mask[:, None])
 
 
+# (owned tile, swept tile, warps, stages): a short list, because every entry is compiled per key.
+_TILES = [(16, 16, 2, 2), (16, 32, 2, 2), (32, 32, 4, 2), (32, 64, 4, 2), (64, 32, 4, 2), (64, 64, 4, 2),
+          (64, 64, 4, 3), (64, 64, 8, 3), (128, 32, 8, 2), (128, 64, 8, 2)]
+
+
 def _configs(first: str, second: str):
-    """Autotune space: small tiles for short sequences. `first` is the tile a program owns."""
+    """Autotune space; `first` names the tile a program owns, `second` the tile its loop sweeps."""
     if _INTERPRET:
         # One config keeps the interpreter fast; unequal tiles exercise both loop bounds.
         return [triton.Config({first: 32, second: 16}, num_warps=4, num_stages=1)]
-    out = []
-    for own in (16, 32, 64, 128):
-        for swept in (16, 32, 64):
-            for warps in ((4, 8) if own >= 64 else (2, 4)):
-                for stages in (2, 3):
-                    out.append(triton.Config({first: own, second: swept}, num_warps=warps, num_stages=stages))
-    return out
+    return [triton.Config({first: own, second: swept}, num_warps=w, num_stages=st) for own, swept, w, st in _TILES]
 
 
 def _prune(configs, named_args, **kwargs):
     # Tiles larger than the longest sequence only add masked work.
     bucket = max(16, named_args["MAX_SEQ_BUCKET"])
-    kept = [c for c in configs if max(c.kwargs.values()) <= bucket]
-    return kept or configs[:1]
+    return [c for c in configs if max(c.kwargs.values()) <= bucket] or configs[:1]
 
 
 _KEY = ["HEAD_DIM", "MAX_SEQ_BUCKET"]
