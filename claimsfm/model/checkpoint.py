@@ -8,6 +8,7 @@ temporary name and renamed into place, so a folder that is visible is complete.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import asdict
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import torch
 
 from claimsfm.errors import ClaimsfmError
-from claimsfm.io import atomic_path, read_json, write_run_config
+from claimsfm.io import atomic_path, environment, read_json, write_json
 from claimsfm.model.model import Encoder, ModelConfig
 
 _STEP_DIR = re.compile(r"step_(\d+)")
@@ -31,10 +32,17 @@ def save_checkpoint(folder, model: Encoder, settings: dict | None = None, state:
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_path(folder / "model.safetensors") as tmp:
         save_file(tensors, str(tmp))
-    write_run_config(folder, {**(settings or {}), "model": asdict(model.config)})
+    # The same layout as claimsfm.io.write_run_config, with the environment (a git call) looked up once.
+    write_json(folder / "config.json", {"settings": {**(settings or {}), "model": asdict(model.config)},
+                                        "environment": _environment()})
     if state is not None:
         with atomic_path(folder / "state.pt") as tmp:
             torch.save(state, tmp)
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> dict:
+    return environment()
 
 
 def step_folders(run_dir) -> list[tuple[int, Path]]:
