@@ -36,7 +36,7 @@ T2D_OPTIONS = (
 ARB = ("olmesartan", "telmisartan", "azilsartan", "candesartan")
 R = Regimen
 REGIMENS = {r.name: r for r in [
-    R("t2d", ("t2d",), T2D_OPTIONS, (.55, .18, .10, .05, .03), -3.0, .008),
+    R("t2d", ("t2d",), T2D_OPTIONS, (.48, .20, .11, .06, .03), -3.0, .008),
     R("t2d_addon", ("t2d",), T2D_OPTIONS, (.40, .25, .25, .06, .04), -3.6, .01, requires="t2d"),
     R("htn", ("htn",), (("ccb", (("amlodipine",),)), ("arb", (ARB,)), ("arb_ccb", (("amlodipine",), ARB)), ("acei", (("enalapril",),))),
       (.45, .40, .10, .05), -2.5, .006),
