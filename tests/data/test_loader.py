@@ -77,3 +77,11 @@ def test_padded_layout_and_bad_settings(store):
         PretrainLoader(store, max_len=64, batch_tokens=32)
     with pytest.raises(ClaimsfmError, match="split"):
         PretrainLoader(store, split="test")
+
+
+def test_empty_split_yields_nothing(tmp_path):
+    write_meds(tmp_path, [s for s in random_subjects(30, seed=2) if s["split"] == "train"])
+    s = build_store(tmp_path, tmp_path / "store", min_count=1)
+    loader = PretrainLoader(s, split="tuning", max_len=16, batch_tokens=64)
+    assert len(loader) == 0 and list(loader) == []
+    assert len(PretrainLoader(s, max_len=16, batch_tokens=64, rank=63, world_size=64)) == 0
