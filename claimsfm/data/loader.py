@@ -123,6 +123,10 @@ class _EpochIterator:
     def __init__(self, loader: PretrainLoader, epoch: int, start: int):
         self.loader, self.epoch, self.start = loader, epoch, start
 
+    def __reduce__(self):
+        # A spawned worker has no class yet: rebuild through the factory, which makes it there.
+        return (_epoch_dataset, (self.loader, self.epoch, self.start))
+
     def __iter__(self):
         info = _torch().utils.data.get_worker_info()
         wid, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)

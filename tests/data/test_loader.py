@@ -85,3 +85,16 @@ def test_empty_split_yields_nothing(tmp_path):
     loader = PretrainLoader(s, split="tuning", max_len=16, batch_tokens=64)
     assert len(loader) == 0 and list(loader) == []
     assert len(PretrainLoader(s, max_len=16, batch_tokens=64, rank=63, world_size=64)) == 0
+
+
+def test_epoch_dataset_unpickles_in_a_fresh_process(store, monkeypatch):
+    import pickle
+
+    from claimsfm.data import loader as mod
+
+    loader = PretrainLoader(store, max_len=16, batch_tokens=64)
+    blob = pickle.dumps(mod._epoch_dataset(loader, 0, 2))
+    monkeypatch.setattr(mod, "_EpochDataset", None)  # as in a spawned worker before first use
+    clone = pickle.loads(blob)
+    assert isinstance(clone, torch.utils.data.IterableDataset) and clone.start == 2
+    _same(next(iter(clone)), loader.batch(0, 2))
