@@ -21,6 +21,7 @@ sequence exit at once, so padding costs a program launch and nothing else. Block
 (16-128) because claims sequences are mostly 16-512 tokens; on a GPU they are autotuned per
 (head_dim, dtype, next power of two of max_seqlen), in the interpreter one fixed small config runs.
 """
+import operator
 import os
 
 import torch
@@ -324,8 +325,13 @@ def _check(q, k, v, cu_seqlens, max_seqlen):
     if not q.is_cuda and not _INTERPRET:
         raise ValueError("the Triton kernel needs CUDA tensors (or TRITON_INTERPRET=1 on CPU); "
                          "use varlen_attention_ref on CPU")
-    if not isinstance(max_seqlen, int) or max_seqlen < 0:
+    try:
+        n = operator.index(max_seqlen)  # numpy ints pass; floats do not
+    except TypeError:
+        n = -1
+    if n < 0:
         raise ValueError(f"max_seqlen must be a non-negative host int, got {max_seqlen!r}")
+    return n
 
 
 def varlen_attention(q, k, v, cu_seqlens, max_seqlen, softmax_scale=None):
@@ -338,8 +344,9 @@ def varlen_attention(q, k, v, cu_seqlens, max_seqlen, softmax_scale=None):
 
 def _varlen_attention(q, k, v, cu_seqlens, max_seqlen, softmax_scale, blocks):
     # blocks=(BLOCK_M, BLOCK_N) pins the tiles instead of autotuning (tests cover several shapes).
-    _check(q, k, v, cu_seqlens, max_seqlen)
+    max_seqlen = _check(q, k, v, cu_seqlens, max_seqlen)
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
+    cu_seqlens = cu_seqlens.contiguous()
     sm_scale = float(softmax_scale) if softmax_scale is not None else q.shape[2] ** -0.5
     if q.shape[0] == 0 or max_seqlen == 0 or cu_seqlens.numel() == 1:
         # Nothing to attend over; the product keeps the graph so backward yields zero gradients.

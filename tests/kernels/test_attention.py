@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -119,7 +120,7 @@ def test_no_attention_across_sequences(kernel, device):
     k2, v2 = k.clone(), v.clone()
     k2[9:29] += 3.0
     v2[9:29] -= 5.0
-    after = kernel.varlen_attention(q, k2, v2, cu, 20)
+    after = kernel.varlen_attention(q, k2, v2, cu, np.int64(20))  # numpy ints are host ints too
     assert torch.equal(before[:9], after[:9]) and torch.equal(before[29:], after[29:])
     assert not torch.allclose(before[9:29], after[9:29])
 
