@@ -67,7 +67,8 @@ class _SdpaVarlen:
 
     A group is either one sequence (pad to max_seqlen) or one packed row of the loader (seq_row),
     whichever wastes fewer attention FLOPs; a block-diagonal mask keeps patients apart inside a row.
-    Padded slots carry sequence id -1 and attend only to each other, so no row is fully masked.
+    Padded slots carry sequence id -1; in a packed row they attend only to each other, so no query
+    row is fully masked (that would give NaN). With one sequence per group a key mask suffices.
     """
 
     def __init__(self, cu_seqlens, seq_row=None):
@@ -99,18 +100,25 @@ class _SdpaVarlen:
         sid = torch.full((n_group * self.L,), -1, dtype=torch.long, device=cu.device)
         sid[self.slot] = seq_of_tok
         sid = sid.view(n_group, self.L)
-        self.mask = (sid[:, :, None] == sid[:, None, :]).unsqueeze(1)  # (G, 1, L, L)
+        if n_group == n_seq:  # one sequence per group: masking padded keys is enough
+            self.mask = None if bool((sid >= 0).all()) else (sid >= 0)[:, None, None, :]  # (G, 1, 1, L)
+        else:
+            self.mask = (sid[:, :, None] == sid[:, None, :]).unsqueeze(1)  # (G, 1, L, L)
         self.n_group = n_group
+        # Equal lengths (p = 0): the flat tokens already are the groups, no copies needed.
+        self.identity = n_group * self.L == n_tok and bool((self.slot == torch.arange(n_tok, device=cu.device)).all())
 
     def __call__(self, q, k, v):  # (T, H, D) each
         T, H, D = q.shape
 
         def to_groups(x):
-            buf = x.new_zeros(self.n_group * self.L, H, D).index_copy(0, self.slot, x)
-            return buf.view(self.n_group, self.L, H, D).transpose(1, 2)  # (G, H, L, D)
+            if not self.identity:
+                x = x.new_zeros(self.n_group * self.L, H, D).index_copy(0, self.slot, x)
+            return x.view(self.n_group, self.L, H, D).transpose(1, 2)  # (G, H, L, D)
 
         y = F.scaled_dot_product_attention(to_groups(q), to_groups(k), to_groups(v), attn_mask=self.mask)
-        return y.transpose(1, 2).reshape(self.n_group * self.L, H, D)[self.slot]  # (T, H, D)
+        y = y.transpose(1, 2).reshape(self.n_group * self.L, H, D)
+        return y if self.identity else y[self.slot]  # (T, H, D)
 
 
 class _SdpaPadded:
