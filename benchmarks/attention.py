@@ -24,6 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 H200 = {"bf16_dense_tflops": 989.0, "bf16_gemm_measured_tflops": 790.0, "hbm_tbps": 4.8}
 TARGETS = {"P6": 3.0, "P7": 0.8}
+VARLEN_REFERENCES = ("torch_varlen_attn", "flash_attn2_varlen")  # P7 compares with the faster one
 
 
 def _parse(argv=None):
@@ -210,7 +211,7 @@ def ratios(methods):
             continue
         padded = methods.get("sdpa_padded_mask", {}).get(key)
         res[f"P6_{phase}_vs_sdpa_padded"] = padded / mine[key] if padded else None
-        varlen = {n: m[key] for n, m in methods.items() if n in ("torch_varlen_attn", "flash_attn2_varlen") and key in m}
+        varlen = {n: m[key] for n, m in methods.items() if n in VARLEN_REFERENCES and key in m}
         best = min(varlen, key=varlen.get) if varlen else None
         res[f"P7_{phase}_vs_best_varlen"] = varlen[best] / mine[key] if best else None
         res[f"P7_{phase}_best_varlen"] = best

@@ -10,7 +10,8 @@ Contract
 - max_seqlen: a host int >= the longest sequence. It sizes the grid and is NOT checked against
   cu_seqlens on the device (that would need a sync); a value too small silently drops query tiles.
 - Attention is bidirectional (no causal mask) and block-diagonal: no token attends across sequences.
-- head_dim D in {16, 32, 64, 128}; sequence length 1 .. any (tested up to 1024 on GPU).
+- head_dim D in {16, 32, 64, 128}; sequence length 1 .. any (the `gpu` tests use up to 1024; the
+  interpreter tests up to 200).
 - Backward: dq, dk, dv by fused kernels; the forward saves the log-sum-exp (base 2, fp32, (H, T)).
 - Accumulation in fp32; bf16/fp16 inputs use tensor-core dots, fp32 inputs use exact ("ieee") dots.
 - Not supported: causal or sliding-window masks, attention bias, dropout, grouped/multi-query
@@ -19,7 +20,9 @@ Contract
 Layout of the grid: one program per (sequence, query or key tile, head). Tiles past the end of a
 sequence exit at once, so padding costs a program launch and nothing else. Block sizes are small
 (16-128) because claims sequences are mostly 16-512 tokens; on a GPU they are autotuned per
-(head_dim, dtype, next power of two of max_seqlen), in the interpreter one fixed small config runs.
+(head_dim, dtype, MAX_SEQ_BUCKET = next power of two of max_seqlen; the kernels only carry it as the
+autotune key), in the interpreter one fixed small config runs. The backward uses no atomics, so it is
+deterministic.
 """
 import operator
 import os
@@ -173,7 +176,8 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA, CU, qk_scale, sm_scale,
         offs_d = tl.arange(0, HEAD_DIM)
         m_mask = offs_m < seqlen
         rows_m = start + offs_m
-        q = tl.load(Q + rows_m[:, None] * stride_qt + head * stride_qh + offs_d[None, :], mask=m_mask[:, None], other=0.0)
+        q = tl.load(Q + rows_m[:, None] * stride_qt + head * stride_qh + offs_d[None, :],
+                    mask=m_mask[:, None], other=0.0)
         do = tl.load(DO + rows_m[:, None] * stride_dot + head * stride_doh + offs_d[None, :],
                      mask=m_mask[:, None], other=0.0)
         lse = tl.load(LSE + head * stride_lh + rows_m, mask=m_mask, other=0.0)
