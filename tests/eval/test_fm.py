@@ -18,7 +18,7 @@ def setup(tmp_path_factory):
     from claimsfm.model import Encoder, ModelConfig, save_checkpoint
 
     root = tmp_path_factory.mktemp("fm")
-    write_meds(planted_records(n=400, seed=1), root)
+    write_meds(planted_records(n=300, seed=1), root)
     store = build_store(root, root / "store", min_count=1)
     torch.manual_seed(0)
     model = Encoder(ModelConfig(n_layer=1, d_model=32, n_head=2, d_ff=64, vocab_size=store.vocab_size, max_len=64))
@@ -27,10 +27,10 @@ def setup(tmp_path_factory):
     return root, store, run_dir
 
 
-def _run(root, out, mode):
+def _run(root, out, mode, baselines=()):
     cfg = EvalConfig(data=str(root), task="statin_any_use,t2dm", params="tiny", runs=str(root / "runs"),
-                     baselines=(), mode=mode, out=str(out), n_boot=100, epochs=2, max_train=500, max_eval=250,
-                     batch_tokens=1024,
+                     baselines=baselines, mode=mode, out=str(out), n_boot=100, epochs=2, max_train=400,
+                     max_eval=200, batch_tokens=1024,
                      quiet=True)
     return run(cfg)
 
@@ -44,6 +44,19 @@ def test_fm_modes_learn_and_are_deterministic(setup, tmp_path, mode):
     assert statin["auprc"] > statin["prevalence"] + 0.1
     assert a == b
     assert (tmp_path / "a" / "predictions" / "t2dm" / "fm:tiny.parquet").is_file()
+
+
+def test_every_model_is_scored_on_the_same_rows(setup, tmp_path):
+    import pyarrow.parquet as pq
+
+    root, _, _ = setup
+    metrics = _run(root, tmp_path, "probe", baselines=("lightgbm",))
+    for task in ("statin_any_use", "t2dm"):
+        fm = pq.read_table(tmp_path / "predictions" / task / "fm:tiny.parquet")
+        gbm = pq.read_table(tmp_path / "predictions" / task / "lightgbm.parquet")
+        for col in ("subject_id", "prediction_time", "boolean_value"):
+            assert fm[col].equals(gbm[col])
+        assert "fm:tiny - lightgbm" in metrics["tasks"][task]["paired"]
 
 
 def test_sequences_hold_only_events_up_to_the_prediction_time(setup):
