@@ -235,6 +235,8 @@ def _subject_order(scans: list[_Scan]) -> tuple[list[np.ndarray], np.ndarray]:
 
 
 def _write_shard(mm: dict, scan: _Scan, rows: np.ndarray, code_index, tokens) -> None:
+    if len(scan.ids) == 0:
+        return
     sh = _read_shard(scan.path)
     ids, inverse = np.unique(sh.sid, return_inverse=True)
     for name, arr in _subject_fields(sh, inverse, len(ids)).items():
@@ -242,7 +244,7 @@ def _write_shard(mm: dict, scan: _Scan, rows: np.ndarray, code_index, tokens) ->
     mm["subject_ids"][rows] = ids
     mm["split"][rows] = scan.split
     ev = _shard_events(sh, inverse, code_index, tokens)
-    local_start = np.concatenate([[0], np.cumsum(scan.n_events)[:-1]])
+    local_start = np.cumsum(scan.n_events) - scan.n_events
     dest = (np.repeat(mm["offsets"][rows], scan.n_events)
             + np.arange(len(ev["sid"])) - np.repeat(local_start, scan.n_events))
     for name in S.EVENT_ARRAYS:

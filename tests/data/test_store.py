@@ -177,3 +177,24 @@ def test_native_event_order_equals_numpy_twin():
     slow = ref.order_events(sid, day, fac, code, inp, m)
     for a, b in zip(fast, slow):
         np.testing.assert_array_equal(a, b)
+
+
+def test_minimal_external_meds(tmp_path):
+    """MEDS made elsewhere: only the core columns, ns timestamps, int32 ids, an empty shard, no metadata."""
+    import datetime as dt
+
+    t = pa.table({
+        "subject_id": pa.array([3, 3, 3, 9], pa.int32()),
+        "time": pa.array([None, dt.datetime(2020, 5, 1, 10), dt.datetime(2020, 5, 1, 9), dt.datetime(2021, 1, 1)],
+                         pa.timestamp("ns")),
+        "code": pa.array(["SEX//F", "B", "A", "A"]),
+    })
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    pq.write_table(t, tmp_path / "data" / "train" / "0.parquet")
+    pq.write_table(t.slice(0, 0), tmp_path / "data" / "train" / "1.parquet")
+    s = build_store(tmp_path, tmp_path / "store", min_count=1)
+    assert list(s.subject_ids) == [3, 9] and list(s.sex) == [2, 0] and list(s.split) == [0, 0]
+    assert [s.code_names[c] for c in s.code] == ["A", "B", "A"]  # same day: by code
+    assert list(s.visit) == [0, 0, 0] and list(s.flags) == [0, 0, 0] and np.isnan(s.value).all()
+    with pytest.raises(ClaimsfmError, match="mapped needs parent codes"):
+        build_store(tmp_path, tmp_path / "store2", code_level="mapped")
