@@ -24,6 +24,7 @@ sequence exit at once, so padding costs a program launch and nothing else. Block
 autotune key), in the interpreter one fixed small config runs. The backward uses no atomics, so it is
 deterministic.
 """
+import contextlib
 import operator
 import os
 
@@ -298,15 +299,7 @@ class _VarlenAttention(torch.autograd.Function):
 
 def _on_device(t):
     # Triton launches on the current CUDA device; follow the tensor, not the default.
-    return torch.cuda.device(t.device) if t.is_cuda else _Null()
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
 def _last_dim_contiguous(t):
