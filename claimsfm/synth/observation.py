@@ -23,7 +23,7 @@ DRUG_POINTS = [row[3] for row in DRUGS]
 SUPPLY = 28
 
 
-@dataclass
+@dataclass(slots=True)
 class Receipt:
     month: int
     rtype: str
@@ -65,11 +65,11 @@ def disease_code(d: int, hosp, month: int, dx_row) -> str:
     return hosp.dialect.get(name) or module_codes(name)[0]
 
 
-def sy_lines(dx_row, dx_day_row, episodes, suspects, hosp, month, day1, dying) -> list:
+def sy_lines(dx_row, dx_day_row, chronic, episodes, suspects, hosp, month, day1, dying) -> list:
     """Diagnoses on this receipt: every diagnosed chronic module (until death), this month's
     episodes (cured), 疑い codes (rule-out or prodrome; 転帰 中止), or an acute URI for a healthy visit.
     dx_row / dx_day_row are Python lists (this runs once per receipt)."""
-    out = [[disease_code(d, hosp, month, dx_row), dx_day_row[d], 1, "", ""] for d in CHRONIC if dx_row[d] >= 0]
+    out = [[disease_code(d, hosp, month, dx_row), dx_day_row[d], 1, "", ""] for d in chronic]
     out += [[module_codes(MODULE_NAMES[d])[0], day1, 2, "", ""] for d in episodes]
     out += [[disease_code(d, hosp, month, dx_row), day1, 4, "8002", ""] for d in suspects]
     if not out:
@@ -82,7 +82,7 @@ def sy_lines(dx_row, dx_day_row, episodes, suspects, hosp, month, day1, dying) -
 
 def proc(key: str, days: dict, points_override=None):
     _, code, _, _, pts, cat = PROC[key]
-    return ("SI", cat, code, "", pts if points_override is None else points_override, days)
+    return ("SI", cat, code, "", pts if points_override is None else points_override, tuple(sorted(days.items())))
 
 
 def drug_units(drugs: list, day: int, count: int) -> list:
@@ -92,7 +92,7 @@ def drug_units(drugs: list, day: int, count: int) -> list:
         unit = drugs[k:k + 2]
         pts = sum(DRUG_POINTS[i] for i in unit)
         for j, i in enumerate(unit):
-            items.append(("IY", "21" if j == 0 else "", DRUG_CODES[i], "1", pts if j == len(unit) - 1 else None, {day: count}))
+            items.append(("IY", "21" if j == 0 else "", DRUG_CODES[i], "1", pts if j == len(unit) - 1 else None, ((day, count),)))
     return items
 
 
@@ -107,39 +107,61 @@ def month_receipts(sim, m: int, out: dict) -> dict:
     u = np.stack([uniform(sim.keys[idx], m, s) for s in range(43, 48)], axis=1).tolist()
     rows = dict(dx=sim.dx[idx].tolist(), dx_day=sim.dx_day[idx].tolist(), hosp=sim.cur_hosp[idx].tolist(),
                 day1=out["day1"][idx].tolist(), stay=out["admit"][idx].tolist(), dying=out["dying"][idx].tolist(),
-                drugs=out["dispensed"][idx].tolist(), visited=sim.visited[idx, sim.cur_hosp[idx]].tolist())
+                visited=sim.visited[idx, sim.cur_hosp[idx]].tolist())
     episodes, suspects, onsets = (_lists(a[idx]) for a in (out["episodes"], sim.cur_suspect, sim.cur_at_onset))
+    chronic = _lists(sim.dx[idx][:, CHRONIC] >= 0, CHRONIC)
+    drug_lists = _drug_lists(out["dispensed"][idx])
+    hosp_idx = sim.cur_hosp[idx]
+    charts = ((idx.astype(np.int64) * 2654435761 + hosp_idx.astype(np.int64) * 7919) % 10**9).tolist()
+    types = _receipt_types(pop, idx, (first - pop.birth_day[idx]) / 365.25, out["admit"][idx] > 0)
     per_h: dict = {}
     for j, i in enumerate(idx.tolist()):
         h, day1, stay = rows["hosp"][j], rows["day1"][j], rows["stay"][j]
         hosp = sim.hosp[h]
         dx = rows["dx"][j]
-        sy = sy_lines(dx, rows["dx_day"][j], episodes[j], suspects[j], hosp, m, first + day1 - 1, rows["dying"][j])
-        drugs = sorted({x for x in rows["drugs"][j] if x >= 0})
+        sy = sy_lines(dx, rows["dx_day"][j], chronic[j], episodes[j], suspects[j], hosp, m, first + day1 - 1, rows["dying"][j])
+        drugs = drug_lists[j]
         if stay:
             items = _inpatient_items(dx, drugs, onsets[j], day1, stay, dim)
         else:
             items = _outpatient_items(dx, drugs, rows["visited"][j], day1, dim, u[j])
         if dx[DIALYSIS] >= 0:
             items.append(proc("dialysis", {d: 1 for d in dialysis_days(dim)}))
-        age = (first - int(pop.birth_day[i])) / 365.25
-        rtype, benefit = receipt_type(int(pop.kind[i]), bool(pop.dependant[i]), age, stay > 0)
+        rtype, benefit = types[j]
         per_h.setdefault(h, []).append(Receipt(
             month=m, rtype=rtype, name=pop.name[i], sex=int(pop.sex[i]), birth_day=int(pop.birth_day[i]),
-            benefit=benefit, admission_day=first + day1 - 1 if stay else None, chart_no=chart_number(i, h),
+            benefit=benefit, admission_day=first + day1 - 1 if stay else None, chart_no=f"{charts[j]:09d}",
             kana=pop.kana[i], insurer_no=pop.insurer_no[i], card_symbol=pop.card_symbol[i],
             card_number=pop.card_number[i], sy=sy, items=items))
     sim.visited[idx, sim.cur_hosp[idx]] = True
     return per_h
 
 
-def _lists(mask: np.ndarray) -> list:
-    """Row-wise indices of a boolean (n, k) matrix, as Python lists."""
+def _lists(mask: np.ndarray, names=None) -> list:
+    """Row-wise indices of a boolean (n, k) matrix (or names[index]), as Python lists."""
     rows, cols = np.nonzero(mask)
+    if names is not None:
+        cols = np.asarray(names)[cols]
     out = [[] for _ in range(mask.shape[0])]
     for r, c in zip(rows.tolist(), cols.tolist()):
         out[r].append(c)
     return out
+
+
+def _drug_lists(dispensed: np.ndarray) -> list:
+    """Sorted distinct drug indices per row of a (n, slots) array with -1 for empty slots."""
+    have = np.zeros((dispensed.shape[0], len(DRUGS) + 1), bool)
+    have[np.arange(dispensed.shape[0])[:, None], dispensed] = True   # -1 lands in the last column
+    return _lists(have[:, :-1])
+
+
+def _receipt_types(pop, idx, age, inpatient) -> list:
+    """(レセプト種別, 給付割合) per visitor; vectorised receipt_type."""
+    kind, dep = pop.kind[idx], pop.dependant[idx]
+    last = np.where(inpatient, 1, 2) + np.select([age < 6, (age >= 70) & (age < 75), dep], [2, 6, 4], 0)
+    rtype = np.where(kind == 2, np.where(inpatient, 1317, 1318), 1110 + last)
+    benefit = np.where(kind == 1, np.where((age < 6) | (age >= 70), "80", "70"), "")
+    return list(zip(rtype.astype(str).tolist(), benefit.tolist()))
 
 
 def _inpatient_items(dx, drugs, onsets, day1, stay, dim) -> list:

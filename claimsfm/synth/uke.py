@@ -34,35 +34,53 @@ def fmt_month(month: int, era: bool) -> str:
 
 
 def _item_line(item, counts_field) -> str:
-    """SI / IY record: item = (kind, category, code, amount, points or None, {day: count})."""
+    """SI / IY record: item = (kind, category, code, amount, points or None, ((day, count), ...))."""
     kind, cat, code, amount, points, days = item
     fields = list(EMPTY31)
-    for d, c in days.items():
+    for d, c in days:
         fields[d - 1] = str(c)
     pts = "" if points is None else str(points)
     return f"{kind},{cat},1,{code},{amount},{pts},{counts_field},,,,,,," + ",".join(fields)
 
 
+@functools.lru_cache(maxsize=1 << 18)
+def unit_lines(unit: tuple) -> tuple[str, int, frozenset]:
+    """One billing unit (records up to the one with points): its lines, 点数 x 回数, its days.
+
+    Cached: the same drug combination on the same day recurs across thousands of receipts.
+    """
+    last = unit[-1]
+    if last[4] is None or any(item[4] is not None for item in unit[:-1]):
+        raise ValueError("a billing unit must end at, and only at, the record with points")
+    count = sum(c for _, c in last[5])
+    lines = "\r\n".join(_item_line(item, count) for item in unit)
+    return lines, last[4] * count, frozenset(d for item in unit for d, _ in item[5])
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def sy_line(code: str, start: int, outcome: int, mod: str, main: str, era: bool) -> str:
+    return f"SY,{code},{fmt_day(start, era)},{outcome},{mod},,{main},"
+
+
 def receipt_lines(r, number: int, era: bool) -> tuple[list[str], int]:
     """Records of one receipt and its total points."""
-    items, total, lines, unit = r.items, 0, [], []
-    for item in items:
+    total, lines, unit, days = 0, [], [], set()
+    for item in r.items:
         unit.append(item)
         if item[4] is not None:
-            count = sum(item[5].values())
-            total += item[4] * count
-            lines += [_item_line(u, count) for u in unit]
+            text, pts, d = unit_lines(tuple(unit))
+            lines.append(text)
+            total += pts
+            days |= d
             unit = []
     if unit:
         raise ValueError("a billing unit without points")
-    days_seen = len({d for it in items for d in it[5]})
-    re = ["RE", str(number), r.rtype, fmt_month(r.month, era), r.name, str(r.sex), fmt_day(r.birth_day, era),
-          r.benefit, fmt_day(r.admission_day, era) if r.admission_day is not None else "", "", "", "", "",
-          r.chart_no, "", "", "", "", "", "", "", "01"] + [""] * 14 + [r.kana, ""]
-    ho = ["HO", f"{r.insurer_no:>8}", r.card_symbol, r.card_number, str(days_seen), str(total)] + [""] * 9
-    sy = [",".join(["SY", code, fmt_day(start, era), str(outcome), mod, "", main, ""])
-          for code, start, outcome, mod, main in r.sy]
-    return [",".join(re), ",".join(ho)] + sy + lines, total
+    adm = fmt_day(r.admission_day, era) if r.admission_day is not None else ""
+    re = (f"RE,{number},{r.rtype},{fmt_month(r.month, era)},{r.name},{r.sex},{fmt_day(r.birth_day, era)},"
+          f"{r.benefit},{adm},,,,,{r.chart_no},,,,,,,,01{',' * 14},{r.kana},")
+    ho = f"HO,{r.insurer_no:>8},{r.card_symbol},{r.card_number},{len(days)},{total},,,,,,,,,"
+    sy = [sy_line(*x, era) for x in r.sy]
+    return [re, ho] + sy + lines, total
 
 
 def write_file(path, hospital, claim_month: int, receipts, era: bool) -> tuple[int, int]:
@@ -75,8 +93,9 @@ def write_file(path, hospital, claim_month: int, receipts, era: bool) -> tuple[i
         lines += rec
         total += pts
     lines.append(f"GO,{len(receipts)},{total},99")
+    text = "\r\n".join(lines) + "\r\n"
     # The whole output folder is renamed into place at the end (io.atomic_dir), so a plain write is safe here.
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
-        f.write(("\r\n".join(lines) + "\r\n").encode("cp932") + b"\x1a")
-    return len(receipts), len(lines)
+        f.write(text.encode("cp932") + b"\x1a")
+    return len(receipts), text.count("\r\n")
