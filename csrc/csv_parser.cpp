@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "common.hpp"
+#include "flat_map.hpp"
 #include "uke_text.hpp"
 
 namespace claimsfm {
@@ -101,15 +102,14 @@ bool parse_value(std::string_view s, float& v) {
 struct Chunk {
   std::string_view text;
   CsvResult out;
-  std::unordered_map<std::string_view, int32_t> ids;
+  FlatStringIds ids;
   int64_t lines = 0;
 };
 
-const char* parse_row(std::string_view line, bool with_value, Chunk& c,
-                      std::vector<std::string_view>& f) {
+const char* parse_row(std::string_view line, bool with_value, Chunk& c) {
   if (line.find('"') != std::string_view::npos) return "quoted fields are not supported";
-  split_fields(line, f);
-  if (f.size() != (with_value ? 4u : 3u)) return "wrong field count";
+  std::string_view f[4];
+  if (split_fields(line, f, 4) != (with_value ? 4u : 3u)) return "wrong field count";
   int64_t subject, t;
   float v = NAN;
   if (!parse_subject(f[0], subject)) return "bad subject_id";
@@ -118,15 +118,9 @@ const char* parse_row(std::string_view line, bool with_value, Chunk& c,
   if (has_high_bytes(f[2].data(), f[2].size()) && !valid_utf8(f[2].data(), f[2].size()))
     return "code is not UTF-8";
   if (with_value && !parse_value(f[3], v)) return "bad numeric_value";
-  auto it = c.ids.find(f[2]);
-  int32_t id;
-  if (it == c.ids.end()) {
-    id = static_cast<int32_t>(c.out.codes.size());
-    c.out.codes.emplace_back(f[2]);
-    c.ids.emplace(f[2], id);
-  } else {
-    id = it->second;
-  }
+  bool added;
+  const int32_t id = c.ids.find_or_add(f[2], static_cast<int32_t>(c.out.codes.size()), added);
+  if (added) c.out.codes.emplace_back(f[2]);
   c.out.subject.push_back(subject);
   c.out.time_us.push_back(t);
   c.out.code.push_back(id);
@@ -135,7 +129,6 @@ const char* parse_row(std::string_view line, bool with_value, Chunk& c,
 }
 
 void parse_chunk(Chunk& c, bool with_value, bool skip_bad) {
-  std::vector<std::string_view> f;
   size_t pos = 0;
   const std::string_view s = c.text;
   while (pos < s.size()) {
@@ -146,7 +139,7 @@ void parse_chunk(Chunk& c, bool with_value, bool skip_bad) {
     ++c.lines;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) continue;
-    if (const char* err = parse_row(line, with_value, c, f)) {
+    if (const char* err = parse_row(line, with_value, c)) {
       c.out.rejects.push_back({c.lines, err});
       if (!skip_bad) return;
     }
@@ -207,13 +200,14 @@ CsvResult parse_csv_buffer(std::string_view data, int threads, bool skip_bad) {
 }
 
 CsvResult parse_csv_file(const std::string& path, int threads, bool skip_bad) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   CsvResult out;
-  if (!in) {
+  const std::streamoff size = in ? static_cast<std::streamoff>(in.tellg()) : -1;
+  std::string buf(size > 0 ? static_cast<size_t>(size) : 0, '\0');
+  if (size < 0 || !in.seekg(0).read(buf.data(), size)) {
     out.rejects.push_back({0, "cannot read file"});
     return out;
   }
-  std::string buf((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   return parse_csv_buffer(buf, threads, skip_bad);
 }
 
@@ -222,20 +216,30 @@ std::vector<int64_t> group_by_subject(const std::vector<int64_t>& subject,
                                       std::vector<int64_t>& offsets,
                                       std::vector<int64_t>& subjects) {
   // Counting sort on the subject's rank: linear, stable, then a small sort inside each subject.
-  std::unordered_map<int64_t, int64_t> rank;
-  for (int64_t s : subject)
-    if (rank.emplace(s, 0).second) subjects.push_back(s);
-  std::sort(subjects.begin(), subjects.end());
-  for (size_t i = 0; i < subjects.size(); ++i) rank[subjects[i]] = static_cast<int64_t>(i);
-  offsets.assign(subjects.size() + 1, 0);
+  FlatI64Map rank(1024);
   std::vector<int64_t> row_rank(subject.size());
-  for (size_t i = 0; i < subject.size(); ++i) offsets[(row_rank[i] = rank[subject[i]]) + 1]++;
+  bool added;
+  for (size_t i = 0; i < subject.size(); ++i) {
+    int64_t* r = rank.get_or_insert(subject[i], static_cast<int64_t>(subjects.size()), added);
+    if (added) subjects.push_back(subject[i]);
+    row_rank[i] = *r;  // first-seen order for now
+  }
+  std::vector<int64_t> by_id(subjects.size());
+  for (size_t i = 0; i < by_id.size(); ++i) by_id[i] = static_cast<int64_t>(i);
+  std::sort(by_id.begin(), by_id.end(), [&](int64_t a, int64_t b) { return subjects[a] < subjects[b]; });
+  std::vector<int64_t> sorted_rank(subjects.size());
+  for (size_t i = 0; i < by_id.size(); ++i) sorted_rank[by_id[i]] = static_cast<int64_t>(i);
+  std::sort(subjects.begin(), subjects.end());
+  offsets.assign(subjects.size() + 1, 0);
+  for (int64_t& r : row_rank) offsets[(r = sorted_rank[r]) + 1]++;
   for (size_t i = 0; i < subjects.size(); ++i) offsets[i + 1] += offsets[i];
   std::vector<int64_t> order(subject.size()), fill(offsets.begin(), offsets.end() - 1);
   for (size_t i = 0; i < subject.size(); ++i) order[fill[row_rank[i]]++] = static_cast<int64_t>(i);
-  for (size_t g = 0; g < subjects.size(); ++g)
-    std::stable_sort(order.begin() + offsets[g], order.begin() + offsets[g + 1],
-                     [&](int64_t a, int64_t b) { return time_us[a] < time_us[b]; });
+  for (size_t g = 0; g < subjects.size(); ++g) {
+    auto first = order.begin() + offsets[g], last = order.begin() + offsets[g + 1];
+    auto earlier = [&](int64_t a, int64_t b) { return time_us[a] < time_us[b]; };
+    if (!std::is_sorted(first, last, earlier)) std::stable_sort(first, last, earlier);
+  }
   return order;
 }
 

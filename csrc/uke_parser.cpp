@@ -76,6 +76,36 @@ bool identifying(std::string_view id, size_t pos) {
   return pos >= 2;  // unknown record: keep only its ID
 }
 
+// The 31 day fields of an SI/IY/TO record, read in one pass over the bytes (most are empty, and
+// splitting them into views first was the largest cost of the parser).
+struct DayFields {
+  int64_t value[31];
+  bool ok[31];       // empty or 1-12 digits, as parse_count accepts
+  size_t n_fields;   // fields in the scanned text, all of them (for the field-count check)
+};
+
+void scan_days(std::string_view text, DayFields& d) {
+  size_t k = 0, len = 0;
+  int64_t v = 0;
+  bool digits = true;
+  auto close = [&] {
+    if (k < 31) d.value[k] = v, d.ok[k] = digits && len <= 12;
+    ++k, v = 0, len = 0, digits = true;
+  };
+  for (char c : text) {
+    if (c == ',') {
+      close();
+      continue;
+    }
+    const unsigned dgt = static_cast<unsigned>(c - '0');
+    digits &= dgt < 10;
+    if (dgt < 10 && len < 12) v = v * 10 + dgt;  // 12 digits cannot overflow int64
+    ++len;
+  }
+  close();
+  d.n_fields = k;
+}
+
 // Open-addressing map packed code -> local id. Codes repeat on almost every line, so this lookup
 // is on the hot path; std::unordered_map's node chasing showed up in profiles.
 class CodeIds {
@@ -146,7 +176,10 @@ class Parser {
   int32_t file_;
   const UkeOptions& opt_;
   FileResult& out_;
-  std::vector<std::string_view> f_;
+  static constexpr size_t kMaxFields = 64;  // more than any record type has
+  std::string_view f_[kMaxFields];
+  size_t nf_ = 0;
+  DayFields days_;
   std::string reason_;
   int32_t facility_ = -1;
   std::string facility_code_;
@@ -163,15 +196,18 @@ bool Parser::reject(std::string_view text, int64_t lineno, const std::string& re
 }
 
 std::string Parser::mask(std::string_view text) {
-  std::vector<std::string_view> parts;
-  split_fields(text, parts);
+  const std::string_view id = text.substr(0, text.find(','));
   std::string out;
-  for (size_t i = 0; i < parts.size(); ++i) {
-    if (i) out += ',';
-    if (identifying(parts[0], i + 1) && !parts[i].empty()) out += "***";
-    else out.append(parts[i].data(), parts[i].size());
+  size_t pos = 0;
+  for (size_t i = 1;; ++i) {
+    const size_t comma = text.find(',', pos);
+    const std::string_view field = text.substr(pos, comma == std::string_view::npos ? text.npos : comma - pos);
+    if (i > 1) out += ',';
+    if (identifying(id, i) && !field.empty()) out += "***";
+    else out.append(field.data(), field.size());
+    if (comma == std::string_view::npos) return out;
+    pos = comma + 1;
   }
-  return out;
 }
 
 int32_t Parser::intern_code(CodeKind kind, uint64_t number) {
@@ -248,7 +284,7 @@ const char* Parser::record_re() {
   rc_.month_first = days_from_civil(rc_.year, rc_.month, 1);
   rc_.month_last = rc_.month_first + days_in_month(rc_.year, rc_.month) - 1;
   const std::string tail = std::string(1, kSep) + std::to_string(rc_.birth) + kSep + rc_.sex;
-  std::string_view chart = f_.size() > 13 ? trim_spaces(f_[13]) : std::string_view();
+  std::string_view chart = nf_ > 13 ? trim_spaces(f_[13]) : std::string_view();
   if (!chart.empty())
     rc_.chart_key = "C" + std::string(1, kSep) + facility_code_ + kSep + std::string(chart);
   else
@@ -278,7 +314,7 @@ const char* Parser::record_sy() {
   if (!(outcome.empty() || (outcome.size() == 1 && outcome[0] >= '1' && outcome[0] <= '4')))
     return "bad outcome in field 4 of SY";
   bool suspected = false;
-  if (f_.size() > 4) {
+  if (nf_ > 4) {
     std::string_view mods = f_[4];
     if (mods.size() % 4 != 0 || !all_digits(mods, mods.size()))
       return "bad modifier codes in field 5 of SY";
@@ -306,9 +342,9 @@ const char* Parser::record_detail(std::string_view id) {
   const size_t first = t == kTO ? 17 : 13;
   const int32_t code = intern_code(kind, digits_value(f_[3]));
   const int32_t month_days = rc_.month_last - rc_.month_first + 1;
-  for (size_t k = 0; k < 31 && first + k < f_.size(); ++k) {
-    int64_t n;
-    if (!parse_count(f_[first + k], 0, n)) {
+  for (size_t k = 0; k < 31 && k < days_.n_fields; ++k) {
+    const int64_t n = days_.value[k];
+    if (!days_.ok[k]) {
       reason_ = "non-numeric count in field " + std::to_string(first + k + 1) + " of " + std::string(id);
       return reason_.c_str();
     }
@@ -349,8 +385,18 @@ bool Parser::line(std::string_view text, int64_t lineno) {
     (ignored ? out_.stats.records_ignored : out_.stats.records_unknown)++;
     return true;
   }
-  split_fields(text, f_);
-  const int n = static_cast<int>(f_.size());
+  int n;
+  if (t == kSI || t == kIY || t == kTO) {
+    // Split the leading fields only; the day fields are scanned in one pass.
+    const size_t first = t == kTO ? 17 : 13;
+    const size_t rest = split_prefix(text, first, f_, nf_);
+    days_.n_fields = 0;
+    if (rest != std::string_view::npos) scan_days(text.substr(rest), days_);
+    n = static_cast<int>(nf_ + days_.n_fields);
+  } else {
+    nf_ = split_fields(text, f_, kMaxFields);
+    n = static_cast<int>(nf_);
+  }
   if (n < spec->min_fields || n > spec->max_fields)
     return reject(text, lineno, "wrong field count: " + std::string(id) + " has " +
                                     std::to_string(n) + " fields (expected " +

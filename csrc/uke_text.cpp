@@ -71,20 +71,36 @@ bool valid_cp932(const char* p, size_t n) {
   return true;
 }
 
-void split_fields(std::string_view line, std::vector<std::string_view>& out) {
-  // A plain byte loop: fields are short (most SI/IY day fields are empty), so calling memchr
-  // per field costs more than it saves.
-  out.clear();
+size_t split_fields(std::string_view line, std::string_view* out, size_t cap) {
+  // A plain byte loop into a fixed array: fields are short (most day fields are empty), so
+  // memchr per field or a growing vector cost more than they save.
   const char* p = line.data();
   const char* end = p + line.size();
   const char* start = p;
+  size_t n = 0;
   for (; p != end; ++p) {
-    if (*p == ',') {
-      out.emplace_back(start, static_cast<size_t>(p - start));
-      start = p + 1;
-    }
+    if (*p != ',') continue;
+    if (n < cap) out[n] = std::string_view(start, static_cast<size_t>(p - start));
+    ++n;
+    start = p + 1;
   }
-  out.emplace_back(start, static_cast<size_t>(end - start));
+  if (n < cap) out[n] = std::string_view(start, static_cast<size_t>(end - start));
+  return n + 1;
+}
+
+size_t split_prefix(std::string_view line, size_t count, std::string_view* out, size_t& n) {
+  const char* base = line.data();
+  const char* end = base + line.size();
+  const char* start = base;
+  n = 0;
+  for (const char* p = base; p != end; ++p) {
+    if (*p != ',') continue;
+    out[n++] = std::string_view(start, static_cast<size_t>(p - start));
+    start = p + 1;
+    if (n == count) return static_cast<size_t>(start - base);
+  }
+  out[n++] = std::string_view(start, static_cast<size_t>(end - start));
+  return std::string_view::npos;
 }
 
 uint64_t digits_value(std::string_view s) {

@@ -5,7 +5,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
-#include <vector>
 
 namespace claimsfm {
 
@@ -18,8 +17,12 @@ bool valid_cp932(const char* p, size_t n);
 // True when any byte is >= 0x80.
 bool has_high_bytes(const char* p, size_t n);
 
-// Split a line at every ',' (UKE has no quoting). Reuses `out`.
-void split_fields(std::string_view line, std::vector<std::string_view>& out);
+// Split a line at every ',' (UKE has no quoting) into out[0..cap); returns the number of fields,
+// which may exceed `cap` (the extra fields are counted, not stored).
+size_t split_fields(std::string_view line, std::string_view* out, size_t cap);
+// Split off the first `count` fields into out[0..n); returns the offset where the rest of the
+// line starts, or npos when the line has no more than `count` fields (all of them are in `out`).
+size_t split_prefix(std::string_view line, size_t count, std::string_view* out, size_t& n);
 // Value of a string already checked to be all digits.
 uint64_t digits_value(std::string_view s);
 // Trim ASCII spaces on both sides.

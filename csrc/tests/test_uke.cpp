@@ -40,9 +40,9 @@ static void test_text() {
   CHECK(!parse_month("202413", y, m));
   CHECK(valid_cp932("\x8e\x8e\x8c\xb1", 4) && !valid_cp932("\x81\x20", 2) && !valid_cp932("\xff", 1));
   CHECK(valid_utf8("\xe8\xa9\xa6", 3) && !valid_utf8("\xe8\xa9", 2) && !valid_utf8("\xed\xa0\x80", 3));
-  std::vector<std::string_view> f;
-  split_fields("a,,b,", f);
-  CHECK(f.size() == 4 && f[0] == "a" && f[1].empty() && f[2] == "b" && f[3].empty());
+  std::string_view f[8];
+  CHECK(split_fields("a,,b,", f, 8) == 4 && f[0] == "a" && f[1].empty() && f[2] == "b" && f[3].empty());
+  CHECK(split_fields("a,b,c", f, 2) == 3 && f[1] == "b");
 }
 
 static void test_fixtures(const std::string& root) {

@@ -1,0 +1,111 @@
+// Small open-addressing hash maps for the parsers' hot paths (code interning, subject grouping).
+// std::unordered_map allocates a node per key and chases pointers on every lookup; these keep
+// keys and values in flat arrays with linear probing and a load factor of at most 1/2.
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+#include <vector>
+
+namespace claimsfm {
+
+inline uint64_t hash_u64(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ULL;
+  return x ^ (x >> 33);
+}
+
+// Eight bytes at a time; codes are short ASCII strings.
+inline uint64_t hash_bytes(std::string_view s) {
+  uint64_t h = 0x9E3779B97F4A7C15ULL ^ s.size();
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    h = hash_u64(h ^ w);
+  }
+  uint64_t tail = 0;
+  std::memcpy(&tail, s.data() + i, s.size() - i);
+  return hash_u64(h ^ tail);
+}
+
+// string_view -> int32 id. The views must outlive the map (they point into the parsed buffer).
+class FlatStringIds {
+ public:
+  FlatStringIds() : slots_(256) {}
+  // The id of `key`, or `next_id` after inserting it (then `added` is true).
+  int32_t find_or_add(std::string_view key, int32_t next_id, bool& added) {
+    if (2 * (size_ + 1) > slots_.size()) grow();
+    const uint64_t h = hash_bytes(key);
+    size_t i = h & (slots_.size() - 1);
+    for (;; i = (i + 1) & (slots_.size() - 1)) {
+      Slot& s = slots_[i];
+      if (s.id < 0) break;
+      if (s.hash == h && s.key == key) return added = false, s.id;
+    }
+    slots_[i] = {h, key, next_id};
+    ++size_;
+    added = true;
+    return next_id;
+  }
+
+ private:
+  struct Slot {
+    uint64_t hash = 0;
+    std::string_view key;
+    int32_t id = -1;
+  };
+  void grow() {
+    std::vector<Slot> old(slots_.size() * 2);
+    old.swap(slots_);
+    for (const Slot& s : old) {
+      if (s.id < 0) continue;
+      size_t i = s.hash & (slots_.size() - 1);
+      while (slots_[i].id >= 0) i = (i + 1) & (slots_.size() - 1);
+      slots_[i] = s;
+    }
+  }
+  std::vector<Slot> slots_;
+  size_t size_ = 0;
+};
+
+// int64 -> int64 (e.g. subject_id -> rank).
+class FlatI64Map {
+ public:
+  explicit FlatI64Map(size_t expected = 16) {
+    size_t n = 16;
+    while (n < 2 * expected) n *= 2;
+    keys_.resize(n), vals_.resize(n), used_.assign(n, 0);
+  }
+  // Pointer to the value of `key`, inserting `init` first when absent.
+  int64_t* get_or_insert(int64_t key, int64_t init, bool& added) {
+    if (2 * (size_ + 1) > keys_.size()) grow();
+    size_t i = hash_u64(static_cast<uint64_t>(key)) & (keys_.size() - 1);
+    for (; used_[i]; i = (i + 1) & (keys_.size() - 1))
+      if (keys_[i] == key) return added = false, &vals_[i];
+    used_[i] = 1, keys_[i] = key, vals_[i] = init, ++size_, added = true;
+    return &vals_[i];
+  }
+  int64_t* find(int64_t key) {
+    size_t i = hash_u64(static_cast<uint64_t>(key)) & (keys_.size() - 1);
+    for (; used_[i]; i = (i + 1) & (keys_.size() - 1))
+      if (keys_[i] == key) return &vals_[i];
+    return nullptr;
+  }
+
+ private:
+  void grow() {
+    FlatI64Map bigger(keys_.size());
+    bool added;
+    for (size_t i = 0; i < keys_.size(); ++i)
+      if (used_[i]) *bigger.get_or_insert(keys_[i], vals_[i], added) = vals_[i];
+    *this = std::move(bigger);
+  }
+  std::vector<int64_t> keys_, vals_;
+  std::vector<uint8_t> used_;
+  size_t size_ = 0;
+};
+
+}  // namespace claimsfm
