@@ -4,6 +4,7 @@ the random draws arrive pre-drawn per visitor so that this loop stays cheap and 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,7 @@ from claimsfm.synth.masters import DRUGS, PROC, drug_code, module_codes
 from claimsfm.synth.population import chart_number
 from claimsfm.synth.simulate import days_in_month, month_first_day
 from claimsfm.synth.streams import uniform
+from claimsfm.synth.uke import unit_lines
 
 CHRONIC = [d for d, m in enumerate(MODULES) if m.kind != "episodic"]
 MODULE_NAMES = [m.name for m in MODULES]
@@ -80,20 +82,22 @@ def sy_lines(dx_row, dx_day_row, chronic, episodes, suspects, hosp, month, day1,
     return [tuple(x) for x in out]
 
 
-def proc(key: str, days: dict, points_override=None):
+def proc(key: str, days: dict):
+    """A one-record SI billing unit, formatted (uke.unit_lines caches it)."""
     _, code, _, _, pts, cat = PROC[key]
-    return ("SI", cat, code, "", pts if points_override is None else points_override, tuple(sorted(days.items())))
+    return unit_lines((("SI", cat, code, "", pts, tuple(sorted(days.items()))),))
 
 
-def drug_units(drugs: list, day: int, count: int) -> list:
-    """Oral drugs in units of up to two (points only on the unit's last record)."""
-    items = []
+@functools.lru_cache(maxsize=1 << 16)
+def drug_units(drugs: tuple, day: int, count: int) -> list:
+    """Oral drugs in billing units of up to two (points only on the unit's last record), formatted."""
+    units = []
     for k in range(0, len(drugs), 2):
         unit = drugs[k:k + 2]
         pts = sum(DRUG_POINTS[i] for i in unit)
-        for j, i in enumerate(unit):
-            items.append(("IY", "21" if j == 0 else "", DRUG_CODES[i], "1", pts if j == len(unit) - 1 else None, ((day, count),)))
-    return items
+        units.append(unit_lines(tuple(("IY", "21" if j == 0 else "", DRUG_CODES[i], "1", pts if j == len(unit) - 1 else None,
+                                       ((day, count),)) for j, i in enumerate(unit))))
+    return units
 
 
 def dialysis_days(dim: int) -> list:
@@ -120,7 +124,7 @@ def month_receipts(sim, m: int, out: dict) -> dict:
         hosp = sim.hosp[h]
         dx = rows["dx"][j]
         sy = sy_lines(dx, rows["dx_day"][j], chronic[j], episodes[j], suspects[j], hosp, m, first + day1 - 1, rows["dying"][j])
-        drugs = drug_lists[j]
+        drugs = tuple(drug_lists[j])
         if stay:
             items = _inpatient_items(dx, drugs, onsets[j], day1, stay, dim)
         else:

@@ -63,24 +63,16 @@ def sy_line(code: str, start: int, outcome: int, mod: str, main: str, era: bool)
 
 
 def receipt_lines(r, number: int, era: bool) -> tuple[list[str], int]:
-    """Records of one receipt and its total points."""
-    total, lines, unit, days = 0, [], [], set()
-    for item in r.items:
-        unit.append(item)
-        if item[4] is not None:
-            text, pts, d = unit_lines(tuple(unit))
-            lines.append(text)
-            total += pts
-            days |= d
-            unit = []
-    if unit:
-        raise ValueError("a billing unit without points")
+    """Records of one receipt and its total points; r.items are units from `unit_lines`."""
+    total, days = 0, set()
+    for _, pts, d in r.items:
+        total += pts
+        days |= d
     adm = fmt_day(r.admission_day, era) if r.admission_day is not None else ""
     re = (f"RE,{number},{r.rtype},{fmt_month(r.month, era)},{r.name},{r.sex},{fmt_day(r.birth_day, era)},"
           f"{r.benefit},{adm},,,,,{r.chart_no},,,,,,,,01{',' * 14},{r.kana},")
     ho = f"HO,{r.insurer_no:>8},{r.card_symbol},{r.card_number},{len(days)},{total},,,,,,,,,"
-    sy = [sy_line(*x, era) for x in r.sy]
-    return [re, ho] + sy + lines, total
+    return [re, ho] + [sy_line(*x, era) for x in r.sy] + [u[0] for u in r.items], total
 
 
 def write_file(path, hospital, claim_month: int, receipts, era: bool) -> tuple[int, int]:
