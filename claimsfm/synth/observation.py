@@ -12,7 +12,6 @@ import numpy as np
 from claimsfm.synth.diseases import INDEX, MODULES
 from claimsfm.synth.hospitals import t2d_code
 from claimsfm.synth.masters import DRUGS, PROC, drug_code, module_codes
-from claimsfm.synth.population import chart_number
 from claimsfm.synth.simulate import days_in_month, month_first_day
 from claimsfm.synth.streams import uniform
 from claimsfm.synth.uke import unit_lines

@@ -130,5 +130,11 @@ def _summary(cfg, sim, start, last, initial, counts, oracle, seconds) -> dict:
         "first_line_t2d": {"starts": int(first_line.sum()), "shares": {n: int(c) / total for n, c in zip(names, first_line)}},
         "tasks": oracle,
         "seconds": seconds,
+        "truth_keys": ("truth/keys.parquet maps the generator's `patient` to each (facility_code, chart_no) it visited and to "
+                       "its one insurer identity (insurer_no, card_symbol, card_number, birth_date, sex), as written in the "
+                       "UKE RE/HO records; `claimsfm ingest` re-keys truth/ by subject_id with the same salt and link mode"),
+        "oracle_method": ("incidence: exact forward filter over (frailty class, undiagnosed onset) given the claims, "
+                          "window projected with covariates frozen at t; medication: on-treatment state from the last "
+                          "dispensing and visit, starts by the prescribing rule; no rollouts of within-window covariate changes"),
         "month_span": [fmt_month(start, False), fmt_month(last, False)],
     }
