@@ -108,4 +108,38 @@ class FlatI64Map {
   size_t size_ = 0;
 };
 
+// uint64 -> int32 id (packed UKE codes -> local code id; the lookup runs on every detail line).
+class FlatU64Ids {
+ public:
+  FlatU64Ids() : slots_(1024, kEmpty), ids_(1024, 0) {}
+  int32_t find_or_add(uint64_t key, int32_t next_id, bool& added) {
+    if (2 * (size_ + 1) > slots_.size()) grow();
+    size_t i = mix(key) & (slots_.size() - 1);
+    while (slots_[i] != kEmpty) {
+      if (slots_[i] == key) return added = false, ids_[i];
+      i = (i + 1) & (slots_.size() - 1);
+    }
+    slots_[i] = key, ids_[i] = next_id, ++size_, added = true;
+    return next_id;
+  }
+
+ private:
+  static constexpr uint64_t kEmpty = ~uint64_t(0);
+  static size_t mix(uint64_t k) { return static_cast<size_t>((k * 0x9E3779B97F4A7C15ULL) >> 20); }
+  void grow() {
+    std::vector<uint64_t> old_slots(slots_.size() * 2, kEmpty);
+    std::vector<int32_t> old_ids(ids_.size() * 2, 0);
+    old_slots.swap(slots_), old_ids.swap(ids_);
+    for (size_t j = 0; j < old_slots.size(); ++j) {
+      if (old_slots[j] == kEmpty) continue;
+      size_t i = mix(old_slots[j]) & (slots_.size() - 1);
+      while (slots_[i] != kEmpty) i = (i + 1) & (slots_.size() - 1);
+      slots_[i] = old_slots[j], ids_[i] = old_ids[j];
+    }
+  }
+  std::vector<uint64_t> slots_;
+  std::vector<int32_t> ids_;
+  size_t size_ = 0;
+};
+
 }  // namespace claimsfm

@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "common.hpp"
+#include "flat_map.hpp"
 #include "uke_text.hpp"
 
 namespace claimsfm {
@@ -76,71 +77,6 @@ bool identifying(std::string_view id, size_t pos) {
   return pos >= 2;  // unknown record: keep only its ID
 }
 
-// The 31 day fields of an SI/IY/TO record, read in one pass over the bytes (most are empty, and
-// splitting them into views first was the largest cost of the parser).
-struct DayFields {
-  int64_t value[31];
-  bool ok[31];       // empty or 1-12 digits, as parse_count accepts
-  size_t n_fields;   // fields in the scanned text, all of them (for the field-count check)
-};
-
-void scan_days(std::string_view text, DayFields& d) {
-  size_t k = 0, len = 0;
-  int64_t v = 0;
-  bool digits = true;
-  auto close = [&] {
-    if (k < 31) d.value[k] = v, d.ok[k] = digits && len <= 12;
-    ++k, v = 0, len = 0, digits = true;
-  };
-  for (char c : text) {
-    if (c == ',') {
-      close();
-      continue;
-    }
-    const unsigned dgt = static_cast<unsigned>(c - '0');
-    digits &= dgt < 10;
-    if (dgt < 10 && len < 12) v = v * 10 + dgt;  // 12 digits cannot overflow int64
-    ++len;
-  }
-  close();
-  d.n_fields = k;
-}
-
-// Open-addressing map packed code -> local id. Codes repeat on almost every line, so this lookup
-// is on the hot path; std::unordered_map's node chasing showed up in profiles.
-class CodeIds {
- public:
-  CodeIds() : slots_(1024, kEmpty), ids_(1024, 0) {}
-  int32_t find_or_add(uint64_t key, int32_t next_id, bool& added) {
-    if (2 * (size_ + 1) > slots_.size()) grow();
-    size_t i = mix(key) & (slots_.size() - 1);
-    while (slots_[i] != kEmpty) {
-      if (slots_[i] == key) return added = false, ids_[i];
-      i = (i + 1) & (slots_.size() - 1);
-    }
-    slots_[i] = key, ids_[i] = next_id, ++size_, added = true;
-    return next_id;
-  }
-
- private:
-  static constexpr uint64_t kEmpty = ~uint64_t(0);
-  static size_t mix(uint64_t k) { return static_cast<size_t>((k * 0x9E3779B97F4A7C15ULL) >> 20); }
-  void grow() {
-    std::vector<uint64_t> old_slots(slots_.size() * 2, kEmpty);
-    std::vector<int32_t> old_ids(ids_.size() * 2, 0);
-    old_slots.swap(slots_), old_ids.swap(ids_);
-    for (size_t j = 0; j < old_slots.size(); ++j) {
-      if (old_slots[j] == kEmpty) continue;
-      size_t i = mix(old_slots[j]) & (slots_.size() - 1);
-      while (slots_[i] != kEmpty) i = (i + 1) & (slots_.size() - 1);
-      slots_[i] = old_slots[j], ids_[i] = old_ids[j];
-    }
-  }
-  std::vector<uint64_t> slots_;
-  std::vector<int32_t> ids_;
-  size_t size_ = 0;
-};
-
 struct Receipt {
   bool open = false, bad = false;
   size_t first_event = 0;
@@ -172,6 +108,7 @@ class Parser {
   const char* record_ho();
   const char* record_sy();
   const char* record_detail(std::string_view id);
+  int split_record(uint16_t t, std::string_view text);
 
   int32_t file_;
   const UkeOptions& opt_;
@@ -184,7 +121,7 @@ class Parser {
   int32_t facility_ = -1;
   std::string facility_code_;
   Receipt rc_;
-  CodeIds code_ids_;
+  FlatU64Ids code_ids_;
   std::unordered_map<std::string, int32_t> key_ids_;
 };
 
@@ -361,6 +298,18 @@ const char* Parser::record_detail(std::string_view id) {
   return nullptr;
 }
 
+int Parser::split_record(uint16_t t, std::string_view text) {
+  if (t != kSI && t != kIY && t != kTO) {
+    nf_ = split_fields(text, f_, kMaxFields);
+    return static_cast<int>(nf_);
+  }
+  // Split the leading fields only; the 31 day fields are scanned in one pass.
+  const size_t rest = split_prefix(text, t == kTO ? 17 : 13, f_, nf_);
+  days_.n_fields = 0;
+  if (rest != std::string_view::npos) scan_days(text.substr(rest), days_);
+  return static_cast<int>(nf_ + days_.n_fields);
+}
+
 bool Parser::line(std::string_view text, int64_t lineno) {
   out_.stats.records++;
   const std::string_view id = text.substr(0, text.find(','));
@@ -385,18 +334,7 @@ bool Parser::line(std::string_view text, int64_t lineno) {
     (ignored ? out_.stats.records_ignored : out_.stats.records_unknown)++;
     return true;
   }
-  int n;
-  if (t == kSI || t == kIY || t == kTO) {
-    // Split the leading fields only; the day fields are scanned in one pass.
-    const size_t first = t == kTO ? 17 : 13;
-    const size_t rest = split_prefix(text, first, f_, nf_);
-    days_.n_fields = 0;
-    if (rest != std::string_view::npos) scan_days(text.substr(rest), days_);
-    n = static_cast<int>(nf_ + days_.n_fields);
-  } else {
-    nf_ = split_fields(text, f_, kMaxFields);
-    n = static_cast<int>(nf_);
-  }
+  const int n = split_record(t, text);
   if (n < spec->min_fields || n > spec->max_fields)
     return reject(text, lineno, "wrong field count: " + std::string(id) + " has " +
                                     std::to_string(n) + " fields (expected " +

@@ -103,6 +103,28 @@ size_t split_prefix(std::string_view line, size_t count, std::string_view* out, 
   return std::string_view::npos;
 }
 
+void scan_days(std::string_view text, DayFields& d) {
+  size_t k = 0, len = 0;
+  int64_t v = 0;
+  bool digits = true;
+  auto close = [&] {
+    if (k < 31) d.value[k] = v, d.ok[k] = digits && len <= 12;
+    ++k, v = 0, len = 0, digits = true;
+  };
+  for (char c : text) {
+    if (c == ',') {
+      close();
+      continue;
+    }
+    const unsigned dgt = static_cast<unsigned>(c - '0');
+    digits &= dgt < 10;
+    if (dgt < 10 && len < 12) v = v * 10 + dgt;  // 12 digits cannot overflow int64
+    ++len;
+  }
+  close();
+  d.n_fields = k;
+}
+
 uint64_t digits_value(std::string_view s) {
   uint64_t v = 0;
   for (char c : s) v = v * 10 + static_cast<uint64_t>(c - '0');

@@ -28,6 +28,15 @@ uint64_t digits_value(std::string_view s);
 // Trim ASCII spaces on both sides.
 std::string_view trim_spaces(std::string_view s);
 
+// The 31 day fields (算定日) of an SI/IY/TO record, read in one pass over the bytes (most are
+// empty; splitting them into views first was the largest cost of the parser).
+struct DayFields {
+  int64_t value[31];
+  bool ok[31];      // empty or 1-12 digits: what parse_count accepts
+  size_t n_fields;  // every field in the scanned text (for the field-count check)
+};
+void scan_days(std::string_view text, DayFields& d);
+
 // Non-negative decimal integer made only of digits; empty -> `empty_value`. False on anything else.
 bool parse_count(std::string_view s, int64_t empty_value, int64_t& out);
 // Exactly `width` ASCII digits.
