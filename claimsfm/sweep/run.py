@@ -73,22 +73,18 @@ def _out_dir(config: SweepConfig) -> Path:
 
 
 def _pretrain(config: SweepConfig, scale: str, tokens: int) -> dict:
-    """summary.json of one scale: reused when finished with the same budget, else (re)run."""
-    run_dir = Path(config.runs) / "pretrain" / scale
-    summary_path = run_dir / "summary.json"
-    if summary_path.is_file():
-        summary = read_json(summary_path)
-        if summary.get("finished") and int(summary.get("tokens_budget", tokens)) == tokens:
-            print(f"[sweep] {scale}: reusing finished pretraining run {run_dir}")
-            return summary
+    """summary.json of one scale. Pretraining itself returns a finished run's summary, resumes an
+    unfinished one from its last checkpoint, and refuses a folder that holds other settings."""
     from claimsfm.train.pretrain import PretrainConfig
     from claimsfm.train.pretrain import run as pretrain_run
 
-    print(f"[sweep] {scale}: pretraining on {tokens:,} tokens -> {run_dir}")
-    options = {"data": Path(config.data), "params": scale, "out": run_dir, "tokens": tokens,
-               "max_len": config.max_len, "seed": config.seed, **config.pretrain_options}
-    summary = pretrain_run(PretrainConfig(**options))
-    return summary if isinstance(summary, dict) else read_json(summary_path)
+    run_dir = Path(config.runs) / "pretrain" / scale
+    summary_path = run_dir / "summary.json"
+    done = summary_path.is_file() and read_json(summary_path).get("finished")
+    print(f"[sweep] {scale}: {'reusing finished run' if done else f'pretraining on {tokens:,} tokens'} -> {run_dir}")
+    options = {"data": str(config.data), "params": scale, "out": str(run_dir), "runs": str(config.runs),
+               "tokens": tokens, "max_len": config.max_len, "seed": config.seed, **config.pretrain_options}
+    return pretrain_run(PretrainConfig(**options))
 
 
 def _evaluate(config: SweepConfig, name: str, model_dir: Path | None, baselines: tuple) -> dict:
@@ -98,15 +94,16 @@ def _evaluate(config: SweepConfig, name: str, model_dir: Path | None, baselines:
 
     out = _out_dir(config) / "eval" / name
     settings = {"tasks": config.tasks, "model": str(model_dir) if model_dir else None, "mode": config.mode,
-                "baselines": list(baselines), "seed": config.seed, **config.eval_options}
+                "baselines": list(baselines), "seed": config.seed, "n_boot": config.n_boot,
+                "max_len": config.max_len, **config.eval_options}
     marker = out / "sweep_settings.json"
     if (out / "metrics.json").is_file() and marker.is_file() and read_json(marker) == settings:
         print(f"[sweep] {name}: reusing evaluation {out}")
         return read_json(out / "metrics.json")
     print(f"[sweep] {name}: evaluating tasks '{config.tasks}' -> {out}")
-    options = {"data": Path(config.data), "task": config.tasks, "model": model_dir, "params": None,
-               "baselines": baselines, "mode": config.mode, "out": out, "seed": config.seed,
-               "max_len": config.max_len, **config.eval_options}
+    options = {"data": str(config.data), "task": config.tasks, "model": str(model_dir) if model_dir else None,
+               "runs": str(config.runs), "baselines": baselines, "mode": config.mode, "out": str(out),
+               "seed": config.seed, "n_boot": config.n_boot, "max_len": config.max_len, **config.eval_options}
     evaluate_run(EvalConfig(**options))
     write_json(marker, settings)
     return read_json(out / "metrics.json")
