@@ -2,6 +2,7 @@
 // results in input order, so the output does not depend on the thread count.
 #include <algorithm>
 #include <fstream>
+#include <mutex>
 #include <thread>
 #include <unordered_map>
 
@@ -76,22 +77,34 @@ UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOption
                           std::atomic<int64_t>* bytes_done) {
   const size_t n = paths.size();
   std::vector<FileResult> results(n);
+  std::vector<char> done(n, 0);
   std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
+  UkeResult out;
+  Merger merger{out, {}, {}, {}};
+  std::mutex merge_mutex;
+  size_t merged = 0;  // files [0, merged) are in `out`; guarded by merge_mutex
   auto worker = [&] {
     std::string buf;
     for (size_t i; (i = next.fetch_add(1)) < n;) {
       // With --on-error raise, files not yet started are skipped after the first error; every
       // file before the failing one has already been claimed, so the first error is stable.
-      if (opt.stop_at_first_error && failed.load()) continue;
-      if (!read_file(paths[i], buf)) {
-        results[i].stats.files = results[i].stats.files_rejected = 1;
-        results[i].rejects.push_back({static_cast<int32_t>(i), 0, "cannot read file", ""});
-      } else {
-        results[i] = parse_uke_buffer(buf, static_cast<int32_t>(i), opt);
+      if (!(opt.stop_at_first_error && failed.load())) {
+        if (!read_file(paths[i], buf)) {
+          buf.clear();
+          results[i].stats.files = results[i].stats.files_rejected = 1;
+          results[i].rejects.push_back({static_cast<int32_t>(i), 0, "cannot read file", ""});
+        } else {
+          results[i] = parse_uke_buffer(buf, static_cast<int32_t>(i), opt);
+        }
+        if (!results[i].rejects.empty()) failed.store(true);
+        if (bytes_done) bytes_done->fetch_add(static_cast<int64_t>(buf.size()));
       }
-      if (!results[i].rejects.empty()) failed.store(true);
-      if (bytes_done) bytes_done->fetch_add(static_cast<int64_t>(buf.size()));
+      // Merge finished files in input order as soon as possible, so that at most about one
+      // file's events per thread wait outside the output.
+      std::lock_guard<std::mutex> lock(merge_mutex);
+      done[i] = 1;
+      for (; merged < n && done[merged]; ++merged) merger.add(results[merged]);
     }
   };
   const int threads = std::max(1, std::min<int>(opt.threads, static_cast<int>(n)));
@@ -99,17 +112,6 @@ UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOption
   for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
   worker();
   for (std::thread& t : pool) t.join();
-
-  UkeResult out;
-  Merger merger{out, {}, {}, {}};
-  size_t total = 0;
-  for (const FileResult& r : results) total += r.events.size();
-  for (auto* v : {&out.events.key, &out.events.day, &out.events.code, &out.events.facility,
-                  &out.events.dx_start})
-    v->reserve(total);
-  out.events.value.reserve(total);
-  out.events.suspected.reserve(total);
-  for (FileResult& r : results) merger.add(r);
   return out;
 }
 
