@@ -1,4 +1,9 @@
-"""Collects the ground truth while the simulation runs and writes `truth/` (internals.md §3)."""
+"""Collects the ground truth while the simulation runs and writes `truth/` (internals.md §3).
+
+hazards.parquet holds, at the incidence tasks' prediction months, each living patient's true
+monthly hazard `h` (frailty included) of each target module and its `state`: 0 no onset,
+1 onset but not yet diagnosed (latent), 2 diagnosed.
+"""
 from __future__ import annotations
 
 import datetime as dt

@@ -16,7 +16,7 @@ from claimsfm.synth.masters import write_masters
 from claimsfm.synth.observation import month_receipts
 from claimsfm.synth.oracle import TruthCollector, write_keys
 from claimsfm.synth.population import PROFILES, draw_population
-from claimsfm.synth.prescribing import REGIMENS
+from claimsfm.synth.prescribing import REGIMENS, RI
 from claimsfm.synth.simulate import Simulation
 from claimsfm.synth.streams import patient_keys
 from claimsfm.synth.uke import fmt_month, write_file
@@ -115,6 +115,25 @@ def prevalence_table(sim, m) -> dict:
     return out
 
 
+def calibration_stats(sim, m) -> dict:
+    """Other realised figures beside synthetic-data.md §3 (true state among the living at month m)."""
+    age, alive = sim.age(m), sim.alive
+    has = lambda k: sim.onset[:, INDEX[k]] >= 0  # noqa: E731
+    coded = lambda k: sim.dx[:, INDEX[k]] >= 0  # noqa: E731
+    old, mid = alive & (age >= 65), alive & (age >= 40) & (age < 75)
+    af = alive & coded("af")
+    opt = sim.reg_opt[:, RI["af"]]
+    names = [o[0] for o in REGIMENS["af"].options]
+    return {
+        "dementia_65plus": float(has("dementia")[old].mean()) if old.any() else None,        # target 12.3%
+        "af_40_74": float(has("af")[mid].mean()) if mid.any() else None,                     # target ~2%
+        "ckd_coded_share": float(coded("ckd")[alive & has("ckd")].mean()) if (alive & has("ckd")).any() else None,  # 23%
+        "af_anticoagulation": {"n": int(af.sum()), **{n: float((opt[af] == i).mean()) if af.any() else None for i, n in enumerate(names)},
+                               "none": float((opt[af] < 0).mean()) if af.any() else None},
+        "on_dialysis": int((alive & coded("dialysis")).sum()),
+    }
+
+
 def _summary(cfg, sim, start, last, initial, counts, oracle, seconds) -> dict:
     names = [o[0] for o in REGIMENS["t2d"].options]
     first_line = np.bincount(np.asarray(sim.first_line, dtype=np.int64), minlength=len(names))
@@ -127,6 +146,7 @@ def _summary(cfg, sim, start, last, initial, counts, oracle, seconds) -> dict:
         "suspected_code_rate": counts["sy_suspected"] / max(counts["sy_lines"], 1),
         "prevalence_start": initial,
         "prevalence_end": prevalence_table(sim, last),
+        "calibration_end": calibration_stats(sim, last),
         "first_line_t2d": {"starts": int(first_line.sum()), "shares": {n: int(c) / total for n, c in zip(names, first_line)}},
         "tasks": oracle,
         "seconds": seconds,
