@@ -105,7 +105,7 @@ def write_dataset(config: IngestConfig, work: Path, found: Inputs | None = None,
     else:
         table, rejects, stats = _read_meds(found.files)
     master_rows = _master_rows(config, found)
-    parse_s = time.perf_counter() - t0
+    parse_s = stats.pop("parse_seconds", time.perf_counter() - t0)
     split_counts = meds.write_data(table, work, config.shard_rows)
     info = {"dataset_name": Path(config.out).name, "dataset_version": fp[:16], "input_fingerprint": fp,
             "format": config.format, "link_by": config.link_by, "salt": salt_source}
@@ -133,7 +133,9 @@ def _master_rows(config: IngestConfig, found: Inputs) -> dict | None:
 
 
 def _read_uke(config: IngestConfig, files: list[Path], salt: bytes):
+    t0 = time.perf_counter()
     raw = parse_uke_with_progress([str(f) for f in files], config)
+    parse_s = time.perf_counter() - t0
     rejects = []
     for file_idx, line, reason, text in raw["rejects"]:
         path = files[file_idx]
@@ -142,7 +144,7 @@ def _read_uke(config: IngestConfig, files: list[Path], salt: bytes):
         shown = text.decode("utf-8" if _is_utf8(path) else "cp932", "backslashreplace")
         where = f"{path}:{line}" if line else f"{path}"
         rejects.append(f"{where}: {reason}" + (f"\t{shown}" if shown else ""))
-    return events.from_uke(raw, salt), rejects, raw["stats"]
+    return events.from_uke(raw, salt), rejects, {**raw["stats"], "parse_seconds": parse_s}
 
 
 @functools.lru_cache(maxsize=256)
