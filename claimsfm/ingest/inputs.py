@@ -38,11 +38,18 @@ def find_inputs(paths: list[Path], fmt: str) -> Inputs:
         if p.is_file():
             found.files.append(p)
             continue
-        root = p / "uke" if fmt == "uke" and _is_synth(p) else p
-        if root is not p:
-            found.synth.append(p)
-            found.masters = found.masters or ((p / "masters") if (p / "masters").is_dir() else None)
-            found.truth = found.truth or ((p / "truth") if (p / "truth").is_dir() else None)
+        # A synth folder, or its uke/ subfolder, also brings masters/ and truth/.
+        synth = None
+        if fmt == "uke" and _is_synth(p):
+            synth = p
+        elif fmt == "uke" and p.name == "uke" and _is_synth(p.parent):
+            synth = p.parent
+        root = p
+        if synth is not None:
+            root = synth / "uke"
+            found.synth.append(synth)
+            found.masters = found.masters or ((synth / "masters") if (synth / "masters").is_dir() else None)
+            found.truth = found.truth or ((synth / "truth") if (synth / "truth").is_dir() else None)
         suffix = ".uke" if fmt == "uke" else ".csv"
         files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() == suffix)
         if not files:

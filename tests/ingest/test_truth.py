@@ -42,13 +42,14 @@ def make_synth(root: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("link_by", ["chart", "insurer"])
-def test_truth_rekeyed(tmp_path, monkeypatch, link_by):
+@pytest.mark.parametrize("link_by,sub", [("chart", ""), ("insurer", ""), ("insurer", "uke")])
+def test_truth_rekeyed(tmp_path, monkeypatch, link_by, sub):
     monkeypatch.setenv("CLAIMSFM_SALT", "truth")
     synth = make_synth(tmp_path / "synth")
     out = tmp_path / "out"
     out.mkdir()
-    summary = write_dataset(IngestConfig(inputs=[synth], out=out, link_by=link_by, progress=False), out)
+    cfg = IngestConfig(inputs=[synth / sub if sub else synth], out=out, link_by=link_by, progress=False)
+    summary = write_dataset(cfg, out)
     assert summary["files"] == 3 and sorted(summary["truth_files"]) == ["hazards.parquet", "oracle_t2dm.parquet"]
     assert not (out / "truth" / "keys.parquet").exists()
     data = pa.concat_tables(pq.read_table(f) for f in (out / "data").rglob("*.parquet"))
