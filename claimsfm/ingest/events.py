@@ -42,16 +42,29 @@ class EventTable:
                           self.suspected[idx], self.dx_start_us[idx])
 
     def sorted(self) -> "EventTable":
-        """Order by (subject, time with static rows first, code, then the rest) — a total order,
-        so the output does not depend on which parser or how many threads produced it."""
-        code_rank = np.argsort(np.argsort(np.asarray(self.code_names, dtype=object), kind="stable"))
-        fac_rank = np.argsort(np.argsort(np.asarray(self.facility_names, dtype=object), kind="stable"))
+        """Order by (subject, time with static rows first, code, facility, suspected, value,
+        dx_start) — a total order, so the output does not depend on which parser or how many
+        threads produced it. Sorts on three keys, then only the tied rows on the other two."""
+        code_rank = _ranks(self.code_names)
+        fac_rank = _ranks(self.facility_names)
         fac = np.where(self.facility >= 0, fac_rank[np.maximum(self.facility, 0)] if len(fac_rank) else 0, -1)
-        value = np.where(np.isnan(self.value), -np.inf, self.value)
-        order = np.lexsort((self.dx_start_us, self.suspected, fac, value,
-                            code_rank[self.code] if len(self.code) else self.code,
-                            self.time_us, self.subject))
+        packed = (code_rank[self.code].astype(np.int64) << 33 if len(self.code) else self.code.astype(np.int64))
+        packed = packed | ((fac.astype(np.int64) + 1) << 1) | self.suspected.astype(np.int64)
+        order = np.lexsort((packed, self.time_us, self.subject))
+        s, t, p = self.subject[order], self.time_us[order], packed[order]
+        same = (s[1:] == s[:-1]) & (t[1:] == t[:-1]) & (p[1:] == p[:-1])
+        if same.any():
+            group = np.cumsum(np.r_[True, ~same])
+            pos = np.flatnonzero(np.r_[same, False] | np.r_[False, same])
+            rows = order[pos]
+            value = np.where(np.isnan(self.value[rows]), -np.inf, self.value[rows])
+            order[pos] = rows[np.lexsort((self.dx_start_us[rows], value, group[pos]))]
         return self.take(order)
+
+
+def _ranks(names: list) -> np.ndarray:
+    """Rank of each name in sorted order (int64), so ids compare like the strings."""
+    return np.argsort(np.argsort(np.asarray(names, dtype=object), kind="stable")).astype(np.int64)
 
 
 def _days_to_us(day: np.ndarray) -> np.ndarray:
