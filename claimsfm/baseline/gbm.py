@@ -15,11 +15,12 @@ from claimsfm import optional
 
 @dataclass(frozen=True)
 class GBMConfig:
-    num_boost_round: int = 500
-    early_stopping_rounds: int = 30
-    learning_rate: float = 0.05
+    num_boost_round: int = 300
+    early_stopping_rounds: int = 20
+    learning_rate: float = 0.1
     num_leaves: int = 31
     min_data_in_leaf: int = 20
+    max_bin: int = 63           # count features have few distinct values; fewer bins, faster histograms
     feature_fraction: float = 0.8
     num_threads: int = 2
     seed: int = 0
@@ -28,7 +29,7 @@ class GBMConfig:
 def _params(cfg: GBMConfig) -> dict:
     return {
         "objective": "binary", "metric": "average_precision", "learning_rate": cfg.learning_rate,
-        "num_leaves": cfg.num_leaves, "min_data_in_leaf": cfg.min_data_in_leaf,
+        "num_leaves": cfg.num_leaves, "min_data_in_leaf": cfg.min_data_in_leaf, "max_bin": cfg.max_bin,
         "feature_fraction": cfg.feature_fraction, "feature_fraction_seed": cfg.seed,
         "bagging_seed": cfg.seed, "data_random_seed": cfg.seed, "seed": cfg.seed,
         "num_threads": cfg.num_threads, "deterministic": True, "force_row_wise": True, "verbose": -1,
