@@ -18,7 +18,7 @@ from claimsfm.synth.uke import unit_lines
 
 CHRONIC = [d for d, m in enumerate(MODULES) if m.kind != "episodic"]
 MODULE_NAMES = [m.name for m in MODULES]
-DIALYSIS, T2D, AF, HF = (INDEX[k] for k in ("dialysis", "t2d", "af", "hf"))
+DIALYSIS, T2D, AF, HF, DYSLIP = (INDEX[k] for k in ("dialysis", "t2d", "af", "hf", "dyslip"))
 DRUG_CODES = [drug_code(row[0]) for row in DRUGS]
 DRUG_POINTS = [row[3] for row in DRUGS]
 SUPPLY = 28
@@ -81,6 +81,24 @@ def sy_lines(dx_row, dx_day_row, chronic, episodes, suspects, hosp, month, day1,
     return [tuple(x) for x in out]
 
 
+def drugs_of(drug_list) -> set:
+    return {DRUGS[i][0] for i in drug_list}
+
+
+def receipt_diagnoses(dx, drugs: set, day: int, lipid_panel: bool) -> list:
+    """レセプト病名: diagnoses written to justify a drug or a test, not a disease of the patient.
+
+    A PPI (vonoprazan) gets 胃潰瘍; an outpatient lipid panel on someone without dyslipidaemia gets
+    脂質異常症の疑い. Neither is a task target nor a hazard input, so the oracle is unaffected.
+    """
+    out = []
+    if "vonoprazan" in drugs:
+        out.append((module_codes("-")[0], day, 1, "", ""))
+    if lipid_panel and dx[DYSLIP] < 0:
+        out.append((module_codes("dyslip")[0], day, 4, "8002", ""))
+    return out
+
+
 def proc(key: str, days: dict):
     """A one-record SI billing unit, formatted (uke.unit_lines caches it)."""
     _, code, _, _, pts, cat = PROC[key]
@@ -107,7 +125,7 @@ def month_receipts(sim, m: int, out: dict) -> dict:
     """{hospital index: [Receipt]} for the visitors of month m (patients in index order)."""
     pop, dim, first = sim.pop, days_in_month(m), month_first_day(m)
     idx = np.flatnonzero(out["visit"])
-    u = np.stack([uniform(sim.keys[idx], m, s) for s in range(43, 48)], axis=1).tolist()
+    u = np.stack([uniform(sim.keys[idx], m, s) for s in range(43, 49)], axis=1).tolist()
     rows = dict(dx=sim.dx[idx].tolist(), dx_day=sim.dx_day[idx].tolist(), hosp=sim.cur_hosp[idx].tolist(),
                 day1=out["day1"][idx].tolist(), stay=out["admit"][idx].tolist(), dying=out["dying"][idx].tolist(),
                 visited=sim.visited[idx, sim.cur_hosp[idx]].tolist())
@@ -123,6 +141,9 @@ def month_receipts(sim, m: int, out: dict) -> dict:
         hosp = sim.hosp[h]
         dx = rows["dx"][j]
         sy = sy_lines(dx, rows["dx_day"][j], chronic[j], episodes[j], suspects[j], hosp, m, first + day1 - 1, rows["dying"][j])
+        if u[j][5] < hosp.receipt_dx_rate:
+            lipid_panel = not stay and max(dx) >= 0 and u[j][2] < 0.5    # the blood_chem draw below
+            sy += receipt_diagnoses(dx, drugs_of(drug_lists[j]), first + day1 - 1, lipid_panel)
         drugs = tuple(drug_lists[j])
         if stay:
             items = _inpatient_items(dx, drugs, onsets[j], day1, stay, dim)
