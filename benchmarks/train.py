@@ -79,21 +79,34 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def time_steps(model, opt, batch, steps: int, device) -> float:
-    """Seconds per training step (median of `steps` after one warm-up step)."""
-    times = []
-    for i in range(steps + 1):
-        sync(device)
-        t = time.perf_counter()
-        with autocast(device):
-            loss = mlm_loss_sum(model, batch)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        sync(device)
-        if i:
-            times.append(time.perf_counter() - t)
-    return float(np.median(times))
+def one_step(model, opt, batch, device) -> float:
+    sync(device)
+    t = time.perf_counter()
+    with autocast(device):
+        loss = mlm_loss_sum(model, batch)
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    sync(device)
+    return time.perf_counter() - t
+
+
+def time_layouts(cfg, batches: dict, args, device) -> dict:
+    """Median seconds per training step of each layout; steps alternate between layouts so that
+    load from other processes on a shared machine hits both alike (one warm-up step each)."""
+    setups = {}
+    for layout in batches:
+        torch.manual_seed(0)
+        model = Encoder(cfg, attention=args.attention).to(device)
+        setups[layout] = (model, torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda"))
+    times = {layout: [] for layout in batches}
+    for i in range(args.steps + 1):
+        for layout, (model, opt) in setups.items():
+            seconds = one_step(model, opt, batches[layout], device)
+            if i:
+                times[layout].append(seconds)
+    backend = setups["packed"][0].backend
+    return {layout: float(np.median(t)) for layout, t in times.items()} | {"backend": backend}
 
 
 def gemm_peak(device) -> float:
@@ -119,20 +132,14 @@ def bench_case(size, dist, args, device, peak):
     masked = int(sum((s["labels"] != -100).sum() for s in seqs))
     flops = step_flops(cfg, real, masked, sum(len(s["input_ids"]) ** 2 for s in seqs))["flops"]
     row = {"params": size, "dist": dist, "sequences": len(seqs), "real_tokens": real}
-    for layout, make in (("packed", varlen_batch), ("padded", padded_batch)):
-        torch.manual_seed(0)
-        model = Encoder(cfg, attention=args.attention).to(device)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
-        batch = make(seqs, device)
-        seconds = time_steps(model, opt, batch, args.steps, device)
+    batches = {"packed": varlen_batch(seqs, device), "padded": padded_batch(seqs, device)}
+    timing = time_layouts(cfg, batches, args, device)
+    row["packed_backend"] = timing.pop("backend")
+    row["padding_fraction"] = 1 - real / batches["padded"]["attention_mask"].numel()
+    for layout, seconds in timing.items():
         row[f"{layout}_tokens_per_s"] = real / seconds
         row[f"{layout}_mfu_989"] = flops / seconds / H200_BF16_PEAK
         row[f"{layout}_mfu_measured_peak"] = flops / seconds / peak
-        if layout == "packed":
-            row["packed_backend"] = model.backend
-        else:
-            row["padding_fraction"] = 1 - real / batch["attention_mask"].numel()
-        del model, opt, batch
     row["speedup_packed_vs_padded"] = row["packed_tokens_per_s"] / row["padded_tokens_per_s"]
     return row
 

@@ -28,4 +28,5 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
 
 
 def default_warmup(total_steps: int) -> int:
+    """5% of the run, at least 1 and at most 1000 steps."""
     return max(1, min(1000, total_steps // 20))

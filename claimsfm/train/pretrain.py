@@ -59,10 +59,11 @@ class Plan:
     eval_every: int
     checkpoint_every: int
 
-    def settings(self, config: PretrainConfig, data: Path, world_size: int) -> dict:
+    def settings(self, config: PretrainConfig, data: Path, store, world_size: int) -> dict:
         """What must match for a run folder to be continued or reused (no paths to the folder itself)."""
         return {
-            "data": str(data), "params": config.params, "seed": config.seed, "max_len": config.max_len,
+            "data": str(data), "store": {"n_subjects": int(store.n_subjects), "n_events": int(store.n_events)},
+            "params": config.params, "seed": config.seed, "max_len": config.max_len,
             "lr": self.lr, "batch_tokens": self.batch_tokens, "micro_batch_tokens": self.micro_batch_tokens,
             "accum": self.accum, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
             "weight_decay": config.weight_decay, "grad_clip": config.grad_clip,
@@ -79,6 +80,7 @@ def _positive(name: str, value):
 def make_plan(config: PretrainConfig, vocab_size: int, world_size: int = 1) -> Plan:
     from claimsfm.model.model import config_for
     from claimsfm.model.scale import resolve
+    from claimsfm.train.optim import default_warmup
 
     for name in ("tokens", "steps", "batch_tokens", "micro_batch_tokens", "lr", "max_len", "eval_batches"):
         _positive(name, getattr(config, name))
@@ -90,7 +92,7 @@ def make_plan(config: PretrainConfig, vocab_size: int, world_size: int = 1) -> P
     accum = max(1, round(batch / (micro * world_size)))
     batch = accum * micro * world_size  # what a step really holds
     total = config.steps or max(1, math.ceil((config.tokens or scale.tokens) / batch))
-    warmup = config.warmup_steps if config.warmup_steps is not None else max(1, min(1000, total // 20))
+    warmup = config.warmup_steps if config.warmup_steps is not None else default_warmup(total)
     out = Path(config.out) if config.out else Path(config.runs) / "pretrain" / config.params
     return Plan(
         out=out, model=config_for(scale, vocab_size, config.max_len), lr=config.lr or scale.lr,
@@ -139,7 +141,7 @@ def train(config: PretrainConfig):
     d = distributed.setup(config.device)
     try:
         plan = make_plan(config, store.vocab_size, d.world_size)
-        settings = plan.settings(config, data, d.world_size)
+        settings = plan.settings(config, data, store, d.world_size)
         status = inspect(plan.out, settings, config.resume)
         if status.kind == "finished":
             return None, status.summary
