@@ -49,8 +49,10 @@ def draw_hospitals(seed: int, n: int) -> list[Hospital]:
         for module in ("htn", "dyslip", "hf", "dementia", "t2d"):
             codes = module_codes(module)
             dialect[module] = codes[int(rng.integers(len(codes)))] if module != "t2d" else codes[int(rng.integers(2))]
-        prefs = {name: np.exp(rng.normal(0.0, 0.35, len(reg.options))) for name, reg in REGIMENS.items()}
-        intensity = {name: float(np.exp(rng.normal(0.0, 0.3))) for name in REGIMENS}
+        prefs = {name: np.exp(rng.normal(0.0, 0.2, len(reg.options))) for name, reg in REGIMENS.items()}
+        # Small on purpose: a hospital's habit is invisible to models that see only codes, and medication
+        # tasks should be learnable from the indication history alone (T5 -> early saturation).
+        intensity = {name: float(np.exp(rng.normal(0.0, 0.1))) for name in REGIMENS}
         drug_pref = np.exp(rng.normal(0.0, 0.5, len(DRUGS)))
         out.append(Hospital(
             index=h, code=facility_code(h), name=f"{('合成診療所', '合成病院', '合成大学病院')[size]}{h + 1}",
