@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("claimsfm-demo"), "--out", help="Folder for every stage: synth/, data/, runs/, sweep/ (report inside sweep/). A completed stage is reused on a rerun."),
         patients: int = typer.Option(3000, "--patients", help="Synthetic patients (the 10-minute budget is measured at 3,000)."),
         tasks: str = typer.Option("all", "--tasks", help="all | disease | medication | comma list of built-in task names."),
-        mode: str = typer.Option("finetune", "--mode", help="How each scale is adapted to the tasks: finetune | probe (faster)."),
+        mode: str = typer.Option("probe", "--mode", help="How each scale is adapted to the tasks: probe (linear probe on frozen [CLS] vectors, the 10-minute default) | finetune (slower)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the cohort, pretraining and evaluation."),
     ) -> None:
         """Synthesize a cohort of Japanese claims (UKE), ingest it (--link-by insurer), sweep the `demo` ladder over

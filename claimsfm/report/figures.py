@@ -91,12 +91,12 @@ def _task_grid(n_tasks: int):
     return fig, list(axes.flat)
 
 
-def _hline(ax, summary: dict | None, color: str, label: str, style: str) -> None:
+def _hline(ax, summary: dict | None, color: str, label: str, style: str, band: bool = True) -> None:
     if not summary or summary.get("auprc") is None:
         return
     ax.axhline(summary["auprc"], color=color, ls=style, lw=1.2, label=label)
     ci = summary.get("auprc_ci")
-    if ci:
+    if ci and band:
         ax.axhspan(ci[0], ci[1], color=color, alpha=0.08)
 
 
@@ -111,7 +111,8 @@ def _task_panel(ax, results: dict, task: str, xs: dict[str, float], ticks: dict[
     ax.plot(x, y, "o-", color=_FM, ms=4, label="FM (95% CI)")
     _hline(ax, t.get("lightgbm"), _LGBM, "LightGBM", "--")
     for name, summary in sorted((t.get("oracle") or {}).items()):
-        _hline(ax, summary, _ORACLE, name.replace("_", " "), ":" if "latent" in name else "-.")
+        # Oracle lines are ceilings for reference; their CI bands would hide the FM band.
+        _hline(ax, summary, _ORACLE, name.replace("_", " "), ":" if "latent" in name else "-.", band=False)
     prev = next((m.get("prevalence") for m in t["scales"].values() if m.get("prevalence") is not None), None)
     if prev is not None:
         ax.axhline(prev, color=_PREV, lw=0.8, ls=(0, (1, 3)), label="prevalence")

@@ -50,7 +50,7 @@ class SweepConfig:
 
 def parse_scales(text: str) -> list[str]:
     """`demo`, `default`, or a comma list of ladder rows / sizes, smallest first."""
-    from claimsfm.model.scale import ladder_names, parse_size, resolve
+    from claimsfm.model.scale import ladder_names, parse_size
 
     text = text.strip()
     if text in ("demo", "default"):
@@ -64,8 +64,15 @@ def parse_scales(text: str) -> list[str]:
             parse_size(name)  # raises a ClaimsfmError naming the flag
     if len(set(names)) != len(names):
         raise ClaimsfmError(f"--scales: '{text}' names a scale twice")
-    order = {n: resolve(n, 10_000, 512).target for n in names}
-    return sorted(names, key=order.get)
+    return sorted(names, key=lambda n: _row(n).target)
+
+
+def _row(name: str):
+    """A scale's target size and training defaults, which do not depend on the vocabulary; a one-code
+    vocabulary and max_len 1 keep the shape solvable for every size."""
+    from claimsfm.model.scale import resolve
+
+    return resolve(name, 1, 1)
 
 
 def _out_dir(config: SweepConfig) -> Path:
@@ -131,9 +138,7 @@ def _token_budget(config: SweepConfig, scales: list[str]) -> int:
         if config.tokens <= 0:
             raise ClaimsfmError(f"--tokens must be positive, got {config.tokens}")
         return int(config.tokens)
-    from claimsfm.model.scale import resolve
-
-    return min(resolve(s, 10_000, config.max_len).tokens for s in scales)
+    return min(_row(s).tokens for s in scales)
 
 
 def _check(config: SweepConfig) -> None:
