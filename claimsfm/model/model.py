@@ -75,13 +75,13 @@ class _SdpaVarlen:
         cu = cu_seqlens.long()
         lengths = cu[1:] - cu[:-1]  # (B,)
         n_seq, n_tok = lengths.numel(), int(cu[-1])
-        group = torch.arange(n_seq, device=cu.device)
+        group, one_per_group = torch.arange(n_seq, device=cu.device), True
         if seq_row is not None:
             seq_row = seq_row.to(cu.device).long()
             row_len = torch.zeros(int(seq_row.max()) + 1, dtype=torch.long, device=cu.device)
             row_len.index_add_(0, seq_row, lengths)
             if row_len.numel() * int(row_len.max()) ** 2 < n_seq * int(lengths.max()) ** 2:
-                group = seq_row
+                group, one_per_group = seq_row, bool(torch.bincount(seq_row).max() == 1)
         n_group = int(group.max()) + 1
         # Start of each sequence inside its group: exclusive cumsum over sequences of that group.
         order = torch.argsort(group, stable=True)
@@ -100,7 +100,7 @@ class _SdpaVarlen:
         sid = torch.full((n_group * self.L,), -1, dtype=torch.long, device=cu.device)
         sid[self.slot] = seq_of_tok
         sid = sid.view(n_group, self.L)
-        if n_group == n_seq:  # one sequence per group: masking padded keys is enough
+        if one_per_group and bool((lengths > 0).all()):  # masking padded keys is enough
             self.mask = None if bool((sid >= 0).all()) else (sid >= 0)[:, None, None, :]  # (G, 1, 1, L)
         else:
             self.mask = (sid[:, :, None] == sid[:, None, :]).unsqueeze(1)  # (G, 1, L, L)

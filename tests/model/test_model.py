@@ -142,3 +142,22 @@ def make_varlen_min():
     return {"input_ids": torch.tensor([1, 6, 7, 8]), "age": torch.zeros(T, dtype=torch.long),
             "visit": torch.zeros(T, dtype=torch.long), "segment": torch.zeros(T, dtype=torch.long),
             "cu_seqlens": torch.tensor([0, 4], dtype=torch.int32), "max_seqlen": 4}
+
+
+def test_rows_with_gaps_and_empty_sequences(batches):
+    make_varlen, _ = batches
+    # Row ids with a gap (row 1 unused); nine short patients share row 2, so rows are the cheaper grouping.
+    batch = make_varlen([20] + [2] * 9, CFG.vocab_size, rows=[0] + [2] * 9)
+    model = _model()
+    with torch.no_grad():
+        h_rows = model(batch)
+        del batch["seq_row"]
+        h_seq = model(batch)
+        torch.testing.assert_close(h_rows, h_seq, atol=1e-5, rtol=1e-5)
+        # An empty sequence in the middle changes nothing for the others.
+        empty = dict(batch)
+        cu = batch["cu_seqlens"]
+        empty["cu_seqlens"] = torch.cat([cu[:2], cu[1:]])
+        h_empty = model(empty)
+    torch.testing.assert_close(h_empty, h_seq, atol=1e-5, rtol=1e-5)
+    assert torch.isfinite(h_empty).all()
