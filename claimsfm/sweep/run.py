@@ -61,7 +61,11 @@ def parse_scales(text: str) -> list[str]:
     known = set(ladder_names("default")) | set(ladder_names("demo"))
     for name in names:
         if name not in known:
-            parse_size(name)  # raises a ClaimsfmError naming the flag
+            try:
+                parse_size(name)
+            except ClaimsfmError:
+                raise ClaimsfmError(f"--scales: cannot read '{name}' (use demo, default, ladder rows such as "
+                                    f"2.2M,11M or sizes such as 50M)") from None
     if len(set(names)) != len(names):
         raise ClaimsfmError(f"--scales: '{text}' names a scale twice")
     return sorted(names, key=lambda n: _row(n).target)
