@@ -44,31 +44,35 @@ def nominal_params(name: str) -> int:
     return int(round(float(m.group(1)) * {"K": 1e3, "M": 1e6, "B": 1e9}[m.group(2).upper()]))
 
 
-def _throughput_from(path: Path, obj) -> dict | None:
-    """A measured (tokens/s, parameter count) pair in one benchmark JSON, searched recursively."""
-    if isinstance(obj, list):
-        return next((t for t in (_throughput_from(path, v) for v in obj) if t), None)
-    if not isinstance(obj, dict):
-        return None
-    tps = obj.get("tokens_per_s") or obj.get("tokens_per_sec")
-    n = obj.get("total_params") or obj.get("params")
+def _train_benchmark_rows(path: Path, obj: dict) -> list[dict]:
+    """Packed-layout rows of a GPU `benchmarks/train.py` result (see that script's JSON)."""
     device = str(obj.get("device", ""))
-    if isinstance(tps, (int, float)) and isinstance(n, (int, float)) and "cpu" not in device.lower():
-        return {"tokens_per_s": float(tps), "params": int(n), "device": device or "gpu", "source": str(path)}
-    return next((t for t in (_throughput_from(path, v) for v in obj.values()) if t), None)
+    if obj.get("benchmark") != "train" or not device or device.lower().startswith("cpu"):
+        return []
+    rows = []
+    for case in obj.get("cases", []):
+        tps, mfu = case.get("packed_tokens_per_s"), case.get("packed_mfu_989")
+        if isinstance(tps, (int, float)) and isinstance(mfu, (int, float)):
+            rows.append({"tokens_per_s": float(tps), "params": int(nominal_params(str(case["params"]))),
+                         "flops_per_s": float(mfu) * H200_PEAK_FLOPS, "dist": case.get("dist"),
+                         "device": device, "source": str(path)})
+    return rows
 
 
 def measured_throughput(results_dir: str | Path) -> dict | None:
-    """The largest-model GPU throughput found in benchmarks/results/*.json, or None."""
+    """The largest model's packed GPU throughput in benchmarks/results/*.json (claims-like lengths
+    preferred), or None when no GPU benchmark is there."""
     found = []
     for path in sorted(Path(results_dir).glob("*.json")):
         try:
-            hit = _throughput_from(path, json.loads(path.read_text(encoding="utf-8")))
+            obj = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if hit:
-            found.append(hit)
-    return max(found, key=lambda t: t["params"]) if found else None
+        if isinstance(obj, dict):
+            found += _train_benchmark_rows(path, obj)
+    if not found:
+        return None
+    return max(found, key=lambda r: (r["params"], r["dist"] == "claims"))
 
 
 def achieved_flops_per_s(throughput: dict | None) -> tuple[float, str]:
@@ -77,10 +81,11 @@ def achieved_flops_per_s(throughput: dict | None) -> tuple[float, str]:
         rate = ASSUMED_MFU * H200_PEAK_FLOPS
         return rate, (f"ASSUMPTION (no GPU benchmark under benchmarks/results/): {ASSUMED_MFU:.0%} MFU of "
                       f"{H200_PEAK_FLOPS / 1e12:.0f} TFLOP/s bf16 = {rate / 1e12:.0f} TFLOP/s per GPU for every scale")
-    rate = 6.0 * throughput["params"] * throughput["tokens_per_s"]
-    return rate, (f"measured: {throughput['tokens_per_s']:.4g} tokens/s on a {throughput['params'] / 1e6:.1f}M-parameter "
-                  f"model ({throughput['device']}, {throughput['source']}) = {rate / 1e12:.1f} TFLOP/s (6·N·tokens/s), "
-                  f"{rate / H200_PEAK_FLOPS:.0%} MFU; assumed the same for every scale (small models usually reach less)")
+    rate = throughput["flops_per_s"]
+    return rate, (f"measured: {throughput['tokens_per_s']:.4g} real tokens/s, packed, on a "
+                  f"{throughput['params'] / 1e6:.3g}M-parameter model ({throughput['device']}, {throughput['source']}) = "
+                  f"{rate / 1e12:.1f} TFLOP/s, {rate / H200_PEAK_FLOPS:.0%} MFU; assumed the same for every scale "
+                  f"(smaller models usually reach less, so their hours are lower bounds)")
 
 
 def paper_plan(scales: list[dict], tokens_per_patient: float, tokens: int | None,
