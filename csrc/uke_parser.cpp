@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <unordered_map>
 
 #include "common.hpp"
@@ -85,8 +86,27 @@ struct Receipt {
   bool inpatient = false, has_ho = false;
   int32_t birth = 0;
   char sex = '1';
-  std::string chart_key, insurer_key;
+  std::string chart_key, insurer_key;  // cleared, not freed, between receipts
+
+  void start(size_t first) {
+    open = true, bad = false, first_event = first;
+    month_first = month_last = year = month = 0;
+    first_service = INT32_MAX;
+    inpatient = has_ho = false;
+    birth = 0, sex = '1';
+    chart_key.clear(), insurer_key.clear();
+  }
 };
+
+// Append the parts of a patient key, each followed by the separator except the last.
+void key_parts(std::string& key, std::initializer_list<std::string_view> parts) {
+  bool first = true;
+  for (std::string_view p : parts) {
+    if (!first) key += kSep;
+    key.append(p.data(), p.size());
+    first = false;
+  }
+}
 
 class Parser {
  public:
@@ -220,13 +240,13 @@ const char* Parser::record_re() {
   rc_.sex = f_[5][0];
   rc_.month_first = days_from_civil(rc_.year, rc_.month, 1);
   rc_.month_last = rc_.month_first + days_in_month(rc_.year, rc_.month) - 1;
-  const std::string tail = std::string(1, kSep) + std::to_string(rc_.birth) + kSep + rc_.sex;
+  const std::string birth = std::to_string(rc_.birth);
+  const std::string_view sex(&rc_.sex, 1);
   std::string_view chart = nf_ > 13 ? trim_spaces(f_[13]) : std::string_view();
   if (!chart.empty())
-    rc_.chart_key = "C" + std::string(1, kSep) + facility_code_ + kSep + std::string(chart);
+    key_parts(rc_.chart_key, {"C", facility_code_, chart});
   else
-    rc_.chart_key = "N" + std::string(1, kSep) + facility_code_ + kSep +
-                    std::string(trim_spaces(f_[4])) + tail;
+    key_parts(rc_.chart_key, {"N", facility_code_, trim_spaces(f_[4]), birth, sex});
   emit(kSex, rc_.sex == '1' ? 1 : 2, kNoDay, NAN, false, kNoDay);
   emit(kBirth, 0, rc_.birth, NAN, false, kNoDay);
   return nullptr;
@@ -237,9 +257,8 @@ const char* Parser::record_ho() {
   std::string_view insurer = trim_spaces(f_[1]);
   if (insurer.empty()) return nullptr;
   rc_.has_ho = true;
-  rc_.insurer_key = "I" + std::string(1, kSep) + std::string(insurer) + kSep +
-                    std::string(trim_spaces(f_[2])) + kSep + std::string(trim_spaces(f_[3])) +
-                    kSep + std::to_string(rc_.birth) + kSep + rc_.sex;
+  key_parts(rc_.insurer_key, {"I", insurer, trim_spaces(f_[2]), trim_spaces(f_[3]),
+                              std::to_string(rc_.birth), std::string_view(&rc_.sex, 1)});
   return nullptr;
 }
 
@@ -318,9 +337,7 @@ bool Parser::line(std::string_view text, int64_t lineno) {
   // RE still opens its (quarantined) receipt so that its detail lines go with it.
   if (t == kIR || t == kGO || t == kRE) close_receipt();
   if (t == kRE) {
-    rc_ = Receipt();
-    rc_.open = true;
-    rc_.first_event = out_.events.size();
+    rc_.start(out_.events.size());
   }
   if (!out_.utf8 && has_high_bytes(text.data(), text.size()) &&
       !valid_cp932(text.data(), text.size()))
