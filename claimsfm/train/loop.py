@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -84,6 +85,8 @@ class Trainer:
         out = self.plan.out
         if status.kind == "resume":
             self._restore(status.checkpoint)
+            if self.d.main and self.config.progress:
+                print(f"resuming {out} from step {status.step} of {self.plan.total_steps}", file=sys.stderr)
         if self.d.main:
             out.mkdir(parents=True, exist_ok=True)
             if status.kind == "fresh":
