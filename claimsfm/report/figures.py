@@ -72,6 +72,8 @@ def loss_vs_params(results: dict, path: Path) -> None:
     plain = _ticker().FuncFormatter(lambda v, _: f"{v:g}")
     ax.yaxis.set_major_formatter(plain)
     ax.yaxis.set_minor_formatter(plain)
+    ax.set_xticks(n, [f"{v / 1e6:.3g}M" for v in n])
+    ax.xaxis.set_minor_formatter(_ticker().NullFormatter())
     ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set_xlabel("parameters (total, trainable)")
     ax.set_ylabel("MLM loss (nats/token)")
@@ -91,13 +93,11 @@ def _task_grid(n_tasks: int):
     return fig, list(axes.flat)
 
 
-def _hline(ax, summary: dict | None, color: str, label: str, style: str, band: bool = True) -> None:
+def _hline(ax, summary: dict | None, color: str, label: str, style: str) -> None:
+    """A reference model as a line; its CI is in the table (a band would hide the FM band on small data)."""
     if not summary or summary.get("auprc") is None:
         return
     ax.axhline(summary["auprc"], color=color, ls=style, lw=1.2, label=label)
-    ci = summary.get("auprc_ci")
-    if ci and band:
-        ax.axhspan(ci[0], ci[1], color=color, alpha=0.08)
 
 
 def _task_panel(ax, results: dict, task: str, xs: dict[str, float], ticks: dict[str, str]) -> None:
@@ -111,8 +111,7 @@ def _task_panel(ax, results: dict, task: str, xs: dict[str, float], ticks: dict[
     ax.plot(x, y, "o-", color=_FM, ms=4, label="FM (95% CI)")
     _hline(ax, t.get("lightgbm"), _LGBM, "LightGBM", "--")
     for name, summary in sorted((t.get("oracle") or {}).items()):
-        # Oracle lines are ceilings for reference; their CI bands would hide the FM band.
-        _hline(ax, summary, _ORACLE, name.replace("_", " "), ":" if "latent" in name else "-.", band=False)
+        _hline(ax, summary, _ORACLE, name.replace("_", " "), ":" if "latent" in name else "-.")
     prev = next((m.get("prevalence") for m in t["scales"].values() if m.get("prevalence") is not None), None)
     if prev is not None:
         ax.axhline(prev, color=_PREV, lw=0.8, ls=(0, (1, 3)), label="prevalence")
