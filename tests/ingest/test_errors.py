@@ -4,6 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from claimsfm.errors import ClaimsfmError
+from claimsfm.ingest import IngestConfig, run
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "uke"
 BAD = FIXTURES / "bad"
 ENV = {"CLAIMSFM_SALT": "errors-test"}
@@ -32,7 +35,17 @@ def check_error(res, expected):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_raise(cli, tmp_path, name):
+def test_raise_message(tmp_path, monkeypatch, name):
+    monkeypatch.setenv("CLAIMSFM_SALT", "errors-test")
+    out = tmp_path / "out"
+    with pytest.raises(ClaimsfmError) as err:
+        run(IngestConfig(inputs=[BAD / f"{name}.UKE"], out=out, progress=False))
+    assert str(err.value) == f"{BAD / name}.UKE{CASES[name]}"
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
+@pytest.mark.parametrize("name", ["truncated", "bad_cp932"])
+def test_raise_cli(cli, tmp_path, name):
     out = tmp_path / "out"
     res = cli("ingest", BAD / f"{name}.UKE", "--out", out, "--no-progress", env=ENV)
     line = check_error(res, CASES[name])
