@@ -47,7 +47,7 @@ def run(config: ReportConfig) -> dict:
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     figures.loss_vs_params(results, fig_dir / "loss_vs_params.png")
-    if results["tasks"]:
+    if figures.scored_tasks(results):
         figures.auprc_vs_params(results, fig_dir / "auprc_vs_params.png")
         figures.auprc_vs_hours(results, fig_dir / "auprc_vs_hours.png")
         figures.saturation_table(results, render.saturation_rows(results), render.SATURATION_HEADER,

@@ -44,6 +44,11 @@ def _scale_order(results: dict) -> list[str]:
     return sorted(scales, key=lambda s: scales[s]["params"])
 
 
+def scored_tasks(results: dict) -> list[str]:
+    """Tasks with at least one scored scale (a cohort without positives in a split has none)."""
+    return sorted(t for t, v in results["tasks"].items() if v.get("scales"))
+
+
 def hours_label(results: dict) -> str:
     return "GPU-hours" if results.get("hours_kind") == "gpu" else "CPU-hours (no GPU: wall-clock on CPU)"
 
@@ -129,7 +134,7 @@ def _task_panel(ax, results: dict, task: str, xs: dict[str, float], ticks: dict[
 
 def _auprc_grid(results: dict, path: Path, xs: dict[str, float], ticks: dict[str, str], xlabel: str,
                 title: str) -> None:
-    tasks = sorted(results["tasks"])
+    tasks = scored_tasks(results)
     fig, axes = _task_grid(len(tasks))
     for ax, task in zip(axes, tasks):
         _task_panel(ax, results, task, xs, ticks)

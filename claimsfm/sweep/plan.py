@@ -74,8 +74,8 @@ def dry_run(names: list[str], data: Path | None, tokens: int | None, max_len: in
 
 def plan_table(plan: dict) -> list[list[str]]:
     rows = [[r["name"], f"{r['params'] / 1e6:.1f}M", f"{r['tokens']:.3g}", f"{r['flops']:.3g}",
-             f"{r['gpu_hours']:.1f}"] for r in plan["scales"]]
-    rows.append(["total", "", "", f"{plan['total_flops']:.3g}", f"{plan['total_gpu_hours']:.1f}"])
+             f"{r['gpu_hours']:.3g}"] for r in plan["scales"]]
+    rows.append(["total", "", "", f"{plan['total_flops']:.3g}", f"{plan['total_gpu_hours']:.3g}"])
     return rows
 
 

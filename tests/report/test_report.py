@@ -66,10 +66,13 @@ def test_report_writes_figures_markdown_and_self_contained_html(tmp_path):
     assert base64.b64decode(images[0])[:4] == b"\x89PNG"
 
 
-def test_gpu_results_say_gpu_hours(tmp_path):
-    write_json(tmp_path / "results.json", make_results("gpu"))
+def test_gpu_results_say_gpu_hours_and_unscored_tasks_are_listed_not_drawn(tmp_path):
+    results = make_results("gpu")
+    results["tasks"]["dialysis"] = {"kind": "incidence", "scales": {}, "lightgbm": None, "oracle": {}, "saturation": None}
+    write_json(tmp_path / "results.json", results)
     out = run(ReportConfig(results=tmp_path / "results.json", out=tmp_path / "r"))
-    assert "GPU-hours" in out["report_md"].read_text()
+    md = out["report_md"].read_text()
+    assert "GPU-hours" in md and "| dialysis | incidence | – |" in md
 
 
 def test_missing_or_malformed_results_give_a_clear_error(tmp_path):
