@@ -20,7 +20,7 @@ EPISODIC = np.array([m.kind == "episodic" for m in MODULES])
 Q = np.array([m.q for m in MODULES])
 # Prodrome: an undiagnosed case shows up as a 疑い code at a visit with this probability
 PRODROME = np.zeros(len(MODULES))
-for _k, _a in {"t2d": 0.2, "ckd": 0.04, "af": 0.2, "dementia": 0.2}.items():
+for _k, _a in {"t2d": 0.2, "ckd": 0.04, "af": 0.35, "hf": 0.3, "dementia": 0.2}.items():
     PRODROME[INDEX[_k]] = _a
 RULE_OUT = np.array([INDEX[k] for k in ("af", "hf", "dementia", "stroke", "t2d", "ckd", "angina", "gastric_ca")])
 PARENT = np.array([INDEX[m.parent] if m.parent else -1 for m in MODULES])
