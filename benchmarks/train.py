@@ -25,8 +25,7 @@ import torch
 from claimsfm.io import write_json
 from claimsfm.model import Encoder, resolve_scale
 from claimsfm.train.accounting import H200_BF16_PEAK, step_flops
-from claimsfm.train.loop import mlm_loss_sum
-from claimsfm.train.pretrain import autocast
+from claimsfm.train.loop import autocast, mlm_loss_sum
 
 
 def claims_lengths(rng, n, max_len):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from time import perf_counter as now
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,6 @@ from claimsfm.model.model import Encoder
 from claimsfm.train import accounting
 from claimsfm.train.dist import all_sum, barrier
 from claimsfm.train.optim import lr_at, make_optimizer
-from claimsfm.train.pretrain import autocast, now
 from claimsfm.train.runfolder import MetricsLog, checkpoint_dir, prune_checkpoints
 
 
@@ -25,6 +25,13 @@ def mlm_loss_sum(model, batch):
     keep = labels != -100
     head = getattr(model, "module", model).mlm_logits  # also inside a DDP wrapper
     return F.cross_entropy(head(h[keep]).float(), labels[keep], reduction="sum")
+
+
+def autocast(device):
+    """bf16 autocast on CUDA; full precision elsewhere (CPU bf16 matmuls are slow and gain nothing)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def to_device(batch, device):

@@ -8,9 +8,7 @@ so a resumed run takes the same steps as an uninterrupted one.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -151,14 +149,3 @@ def train(config: PretrainConfig):
     finally:
         distributed.teardown(d)
 
-
-def autocast(device):
-    import torch
-
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def now() -> float:
-    return time.perf_counter()

@@ -32,7 +32,13 @@ def test_two_rank_gloo_ends_with_identical_weights(store_dir, tmp_path, run_pyth
                "MASTER_PORT": str(port)}
         code = _WORKER.format(data=str(store_dir), out=str(out), weights=str(tmp_path / f"rank{rank}.pt"))
         procs.append(run_python(code, cwd=tmp_path, env=env, wait=False))
-    results = [p.communicate(timeout=240) for p in procs]
+    try:
+        results = [p.communicate(timeout=240) for p in procs]
+    finally:
+        for p in procs:  # a hung rank must not outlive the test
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     for p, (stdout, stderr) in zip(procs, results):
         assert p.returncode == 0, stderr[-3000:]
     assert [r[0].strip() for r in results] == ["summary", "none"]
