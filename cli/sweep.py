@@ -8,13 +8,17 @@ import typer
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    """A rich table that is never truncated: a pipe or a narrow terminal still gets whole cells."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(*header)
+    for column in table.columns:
+        column.no_wrap = True
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    console = Console()
+    Console(width=max(console.width, int(table.__rich_measure__(console, console.options).maximum))).print(table)
 
 
 def print_plan(plan: dict) -> None:
