@@ -38,7 +38,7 @@ def _aligned(a: dict, b: dict):
     """Labels, both score vectors and patient groups on the rows both files contain."""
     ka = np.rec.fromarrays([a["sid"], a["t"]])
     kb = np.rec.fromarrays([b["sid"], b["t"]])
-    common, ia, ib = np.intersect1d(ka, kb, assume_unique=False, return_indices=True)
+    _, ia, ib = np.intersect1d(ka, kb, return_indices=True)
     return a["y"][ia], a["p"][ia], b["p"][ib], a["sid"][ia]
 
 
