@@ -202,7 +202,7 @@ class Encoder(nn.Module):
         emb = sum(m.weight.numel() for m in (self.wte, self.wage, self.wvis, self.wseg))
         return {"total_params": total, "non_embedding_params": total - emb}
 
-    def _resolve_backend(self, device) -> str:
+    def resolve_backend(self, device) -> str:
         if self.backend is None:
             if self.attention == "sdpa":
                 self.backend = "sdpa"
@@ -217,7 +217,7 @@ class Encoder(nn.Module):
     def _plan(self, batch, device):
         if "cu_seqlens" not in batch:
             return _SdpaPadded(batch["attention_mask"])
-        if self._resolve_backend(device) == "triton":
+        if self.resolve_backend(device) == "triton":
             return _TritonVarlen(batch["cu_seqlens"], batch["max_seqlen"])
         return _SdpaVarlen(batch["cu_seqlens"], batch.get("seq_row"))
 

@@ -64,6 +64,7 @@ class Trainer:
 
         self.config, self.plan, self.d, self.settings = config, plan, d, settings
         self.raw = Encoder(plan.model, attention=config.attention).to(d.device)
+        self.raw.resolve_backend(d.device)  # an unusable --attention fails here, before anything is written
         self.model = self.raw
         if d.world_size > 1:
             ids = [d.local_rank] if d.device.type == "cuda" else None
