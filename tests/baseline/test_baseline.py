@@ -59,11 +59,11 @@ def test_lightgbm_learns_a_planted_signal_deterministically():
     X = sp.csr_matrix(rng.random((1200, 20)) * (rng.random((1200, 20)) < 0.3))
     y = (X[:, 3].toarray().ravel() + 0.3 * rng.random(1200)) > 0.5
     a, b = slice(0, 800), slice(800, 1000)
-    booster = fit(X[a], y[a], X[b], y[b], GBMConfig(num_boost_round=100))
+    booster = fit(X[a], y[a], X[b], y[b], GBMConfig(num_boost_round=100, num_threads=1))
     p = predict(booster, X[1000:])
     from sklearn.metrics import average_precision_score
     assert average_precision_score(y[1000:], p) > y[1000:].mean() + 0.3
-    again = predict(fit(X[a], y[a], X[b], y[b], GBMConfig(num_boost_round=100)), X[1000:])
+    again = predict(fit(X[a], y[a], X[b], y[b], GBMConfig(num_boost_round=100, num_threads=1)), X[1000:])
     assert np.array_equal(p, again)
 
 
