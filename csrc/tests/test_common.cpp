@@ -4,16 +4,9 @@
 
 #include "common.hpp"
 
-using namespace claimsfm;
+#include "check.hpp"
 
-static int failures = 0;
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    if (!(cond)) {                                                    \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                     \
-    }                                                                 \
-  } while (0)
+using namespace claimsfm;
 
 int main() {
   CHECK(days_from_civil(1970, 1, 1) == 0);

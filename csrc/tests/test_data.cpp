@@ -11,16 +11,9 @@
 #include "sequence.hpp"
 #include "store.hpp"
 
-using namespace claimsfm;
+#include "check.hpp"
 
-static int failures = 0;
-#define CHECK(cond)                                                                  \
-  do {                                                                               \
-    if (!(cond)) {                                                                   \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                                    \
-    }                                                                                \
-  } while (0)
+using namespace claimsfm;
 
 static void test_sequences() {
   // One subject: visit 0 on days 10, 10; visit 1 on day 40; visit 2 on day 41.

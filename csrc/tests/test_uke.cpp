@@ -13,16 +13,9 @@
 #include "uke_parser.hpp"
 #include "uke_text.hpp"
 
-using namespace claimsfm;
+#include "check.hpp"
 
-static int failures = 0;
-#define CHECK(cond)                                                                 \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                                   \
-    }                                                                               \
-  } while (0)
+using namespace claimsfm;
 
 static std::string slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
