@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
         runs: Path = typer.Option(Path("runs"), "--runs", help="Runs folder (pretraining runs are read from <runs>/pretrain/)."),
         baselines: str = typer.Option("lightgbm", "--baselines", help="lightgbm or none."),
         mode: str = typer.Option("finetune", "--mode", help="finetune (full fine-tuning, one encoder per task group) or probe (frozen encoder + logistic regression)."),
+        features: str = typer.Option("cls+mean+last", "--features", help="Pooled vector the FM head reads, from one forward pass: cls | cls+mean (+ mean over code tokens) | cls+mean+last (+ mean over the last visit's codes)."),
         out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <runs>/eval/<task>)."),
         max_len: Optional[int] = typer.Option(None, "--max-len", help="Tokens per input sequence (default: the checkpoint's max_len)."),
         max_train: Optional[int] = typer.Option(None, "--max-train", help="Cap on train-split prediction samples per task (seeded subsample)."),
@@ -55,7 +56,7 @@ def register(app: typer.Typer) -> None:
         cfg = EvalConfig(
             data=str(data), task=task, task_files=tuple(str(p) for p in task_file),
             model=str(model) if model else None, params=params, runs=str(runs),
-            baselines=_baselines(baselines), mode=mode, out=str(out) if out else None, max_len=max_len,
+            baselines=_baselines(baselines), mode=mode, features=features, out=str(out) if out else None, max_len=max_len,
             max_train=max_train, max_eval=max_eval, epochs=epochs, batch_tokens=batch_tokens,
             n_boot=n_boot, seed=seed, device=device,
         )

@@ -1,9 +1,11 @@
 """Downstream heads on a pretrained encoder: a frozen linear probe and full (multi-task) fine-tuning.
 
-Both read the `[CLS]` vector (hidden state at `cu_seqlens[:-1]`) of sequences built once per
-(subject, prediction time) and shared by every task.
-- probe: embeddings computed once with the frozen encoder, then one logistic regression per task
-  (standardised inputs, L2 strength chosen on tuning AUPRC);
+Both read a per-sequence vector pooled from one forward pass over sequences built once per
+(subject, prediction time) and shared by every task: `features` picks the [CLS] state (hidden at
+`cu_seqlens[:-1]`), plus the mean over the code tokens, plus the mean over the last visit's codes.
+A briefly pretrained encoder's [CLS] alone holds little of the history; the means carry it.
+- probe: vectors computed once with the frozen encoder, then one logistic regression per task
+  (standardised inputs; L2 strength and class weighting chosen on tuning AUPRC);
 - finetune: one encoder copy per task group with one linear head per task, masked BCE with
   positive-class weighting, early stopping on mean tuning AUPRC. The weighting shifts the optimal
   logit by log(pos_weight), so predictions subtract it again and stay probabilities (Brier).
@@ -20,6 +22,8 @@ from tqdm.auto import tqdm
 from claimsfm import optional
 
 TRAIN, TUNING = 0, 1
+FEATURES = ("cls", "cls+mean", "cls+mean+last")
+PROBE_C = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class HeadConfig:
     weight_decay: float = 0.01
     batch_tokens: int = 8192
     max_pos_weight: float = 50.0
+    features: str = "cls+mean+last"
     seed: int = 0
 
 
@@ -47,43 +52,95 @@ def token_batches(lengths: np.ndarray, batch_tokens: int, order: np.ndarray) -> 
     return batches
 
 
-def _cls(model, seqs, idx, device):
+def _segment_mean(h, seq, keep, n_seq: int):
+    """Mean of the rows of h with keep set, per sequence.  h (T, d), seq/keep (T,) -> (B, d); 0 if none."""
+    torch = optional.torch()
+    w = keep.to(h.dtype)
+    total = torch.zeros(n_seq, h.shape[1], dtype=h.dtype, device=h.device).index_add_(0, seq, h * w[:, None])
+    count = torch.zeros(n_seq, dtype=h.dtype, device=h.device).index_add_(0, seq, w)
+    return total / count.clamp(min=1.0)[:, None]
+
+
+def pool(h, batch, features: str = "cls+mean+last"):
+    """Per-sequence vectors of one varlen batch.  h (T, d) -> (B, d * len(features.split('+')))"""
+    torch = optional.torch()
+    from claimsfm.data.store import N_SPECIAL
+
+    cu = batch["cu_seqlens"].long()
+    parts = [h[cu[:-1]]]                                # (B, d) [CLS]
+    if features != "cls":
+        n_seq = len(cu) - 1
+        seq = torch.repeat_interleave(torch.arange(n_seq, device=h.device), cu[1:] - cu[:-1])   # (T,)
+        code = batch["input_ids"] >= N_SPECIAL          # (T,) no [CLS] / [SEP]
+        parts.append(_segment_mean(h, seq, code, n_seq))
+        if features == "cls+mean+last":
+            visit = batch["visit"]
+            last = torch.zeros(n_seq, dtype=visit.dtype, device=h.device).scatter_reduce(0, seq, visit, "amax")
+            parts.append(_segment_mean(h, seq, code & (visit == last[seq]), n_seq))
+    return torch.cat(parts, dim=1)
+
+
+def _features(model, seqs, idx, device, features):
     from claimsfm.data import collate
 
     batch = collate(seqs, idx, mlm=None, layout="varlen")
     batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
-    h = model(batch)                                    # (T, d)
-    return h[batch["cu_seqlens"][:-1].long()]           # (B, d)
+    return pool(model(batch), batch, features)          # (B, k * d)
 
 
-def embed(model, seqs, batch_tokens: int = 8192, device="cpu", desc="embed") -> np.ndarray:
-    """[CLS] vectors of every sequence with the frozen encoder.  -> (n, d_model) float32"""
+def embed(model, seqs, batch_tokens: int = 8192, device="cpu", features: str = "cls+mean+last",
+          desc="embed") -> np.ndarray:
+    """Pooled vectors of every sequence with the frozen encoder.  -> (n, k * d_model) float32"""
     torch = optional.torch()
     lengths = np.diff(np.asarray(seqs.offsets))
     order = np.argsort(lengths, kind="stable")          # similar lengths together: fewer wasted tokens
-    out = np.zeros((len(lengths), model.config.d_model), dtype=np.float32)
+    out = np.zeros((len(lengths), model.config.d_model * len(features.split("+"))), dtype=np.float32)
     model.eval()
     with torch.no_grad():
         for idx in tqdm(token_batches(lengths, batch_tokens, order), desc=desc, leave=False):
-            out[idx] = _cls(model, seqs, idx, device).float().cpu().numpy()
+            out[idx] = _features(model, seqs, idx, device, features).float().cpu().numpy()
     return out
 
 
-def probe(emb: np.ndarray, y: np.ndarray, split: np.ndarray, seed: int = 0) -> np.ndarray:
-    """P(label) for every row from a logistic regression on train rows, C picked on tuning AUPRC."""
+def probe_fit(emb: np.ndarray, y: np.ndarray, split: np.ndarray, seed: int = 0) -> tuple[np.ndarray, float]:
+    """(w (f,), b) of a logistic regression on train rows: P(label) = sigmoid(emb @ w + b).
+
+    Fitted on standardised inputs, with C and the class weighting (none / balanced) picked on tuning
+    AUPRC, then folded back to raw inputs. Balanced weights move the optimal logit by
+    log(n_neg / n_pos); b subtracts it again so the predictions stay probabilities. One BLAS thread:
+    on a shared 2-core machine threaded BLAS made these small fits ~30x slower (and run-dependent).
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _probe_fit(emb, y, split, seed)
+
+
+def _probe_fit(emb, y, split, seed):
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import average_precision_score
     from sklearn.preprocessing import StandardScaler
 
-    scaler = StandardScaler().fit(emb[split == TRAIN])
+    tr, tu = split == TRAIN, split == TUNING
+    scaler = StandardScaler().fit(emb[tr])
     x = scaler.transform(emb)
+    n_pos = max(int(y[tr].sum()), 1)
+    shift = {None: 0.0, "balanced": float(np.log(max(int(tr.sum()) - n_pos, 1) / n_pos))}
     best = None
-    for c in (0.01, 0.1, 1.0):
-        clf = LogisticRegression(C=c, max_iter=500, random_state=seed).fit(x[split == TRAIN], y[split == TRAIN])
-        score = average_precision_score(y[split == TUNING], clf.predict_proba(x[split == TUNING])[:, 1])
-        if best is None or score > best[0]:
-            best = (score, clf)
-    return best[1].predict_proba(x)[:, 1]
+    for weight in (None, "balanced"):
+        for c in PROBE_C:
+            clf = LogisticRegression(C=c, class_weight=weight, max_iter=1000, random_state=seed).fit(x[tr], y[tr])
+            score = average_precision_score(y[tu], clf.decision_function(x[tu])) if y[tu].any() else 0.0
+            if best is None or score > best[0]:
+                best = (score, clf, shift[weight])
+    w = best[1].coef_[0] / scaler.scale_
+    return w, float(best[1].intercept_[0] - w @ scaler.mean_ - best[2])
+
+
+def probe(emb: np.ndarray, y: np.ndarray, split: np.ndarray, seed: int = 0) -> np.ndarray:
+    """P(label) for every row from `probe_fit`."""
+    w, b = probe_fit(emb, y, split, seed)
+    return 1.0 / (1.0 + np.exp(-(emb.astype(np.float64) @ w + b)))
 
 
 def _mean_ap(y, mask, p) -> float:
@@ -101,7 +158,7 @@ def _predict_logits(model, head, seqs, rows, cfg, device) -> np.ndarray:
     model.eval()
     with torch.no_grad():
         for idx in token_batches(lengths, cfg.batch_tokens, rows[np.argsort(lengths[rows], kind="stable")]):
-            out[idx] = head(_cls(model, seqs, idx, device)).float().cpu().numpy()
+            out[idx] = head(_features(model, seqs, idx, device, cfg.features)).float().cpu().numpy()
     return out
 
 
@@ -116,12 +173,56 @@ def finetune(run_dir, seqs, y: np.ndarray, mask: np.ndarray, split: np.ndarray, 
 
     torch.manual_seed(cfg.seed)
     model, mcfg = load_checkpoint(run_dir, device=device)
-    head = torch.nn.Linear(mcfg.d_model, y.shape[1]).to(device)
+    head = torch.nn.Linear(mcfg.d_model * len(cfg.features.split("+")), y.shape[1]).to(device)
     train = np.flatnonzero((split == TRAIN) & mask.any(axis=1))
     tune = np.flatnonzero((split == TUNING) & mask.any(axis=1))
     pos = (y & mask)[train].sum(axis=0)
     neg = (~y & mask)[train].sum(axis=0)
     pos_weight = np.clip(neg / np.maximum(pos, 1), 1.0, cfg.max_pos_weight)
+    _init_head_from_probe(model, head, seqs, y, mask, split, np.log(pos_weight), cfg, device)
+    best_state = _train(model, head, seqs, y, mask, train, tune, pos_weight, cfg, device, desc)
+    model.load_state_dict(best_state[0])
+    head.load_state_dict(best_state[1])
+    logits = _predict_logits(model, head, seqs, np.arange(len(split)), cfg, device)
+    shifted = logits - np.log(pos_weight)[None, :].astype(np.float32)
+    return 1.0 / (1.0 + np.exp(-shifted.astype(np.float64)))
+
+
+def _init_head_from_probe(model, head, seqs, y, mask, split, log_pos_weight, cfg, device) -> None:
+    """Start each task's head at its probe solution on the frozen encoder (epoch 0 = the probe).
+
+    The weighted loss's optimum sits log(pos_weight) above the calibrated logit, hence the bias shift.
+    """
+    torch = optional.torch()
+    used = np.flatnonzero(((split == TRAIN) | (split == TUNING)) & mask.any(axis=1))
+    emb = np.zeros((len(split), head.in_features), dtype=np.float32)
+    emb[used] = embed(model, take_sequences(seqs, used), cfg.batch_tokens, device, cfg.features, desc="probe init")
+    with torch.no_grad():
+        for k in range(y.shape[1]):
+            rows = used[mask[used, k]]
+            fit = y[rows[split[rows] == TRAIN], k]
+            if not fit.any() or fit.all():              # one class: keep the random head
+                continue
+            w, b = probe_fit(emb[rows], y[rows, k], split[rows], cfg.seed)
+            head.weight[k] = torch.as_tensor(w, dtype=head.weight.dtype)
+            head.bias[k] = float(b + log_pos_weight[k])
+
+
+def take_sequences(seqs, idx):
+    """The sequences `idx` as their own Sequences (CSR rebuilt, the same fields)."""
+    from dataclasses import replace
+
+    starts, ends = seqs.offsets[idx], seqs.offsets[idx + 1]
+    lens = ends - starts
+    flat = np.repeat(starts - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(int(lens.sum()))
+    cols = {name: np.asarray(getattr(seqs, name))[flat] for name in ("input_ids", "age_months", "visit", "months", "segment")}
+    return replace(seqs, offsets=np.r_[0, np.cumsum(lens)].astype(np.int64), subjects=seqs.subjects[idx], **cols)
+
+
+def _train(model, head, seqs, y, mask, train, tune, pos_weight, cfg, device, desc):
+    """Epochs of masked, positive-weighted BCE; the (encoder, head) states with the best tuning AUPRC,
+    the starting point included, with training stopped after `patience` epochs without a gain."""
+    torch = optional.torch()
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, dtype=torch.float32, device=device),
                                          reduction="none")
     opt = torch.optim.AdamW([{"params": model.parameters(), "lr": cfg.lr},
@@ -129,18 +230,19 @@ def finetune(run_dir, seqs, y: np.ndarray, mask: np.ndarray, split: np.ndarray, 
     lengths = np.diff(np.asarray(seqs.offsets))
     rng = np.random.default_rng(cfg.seed)
     best, best_state, stale = -1.0, None, 0
-    for epoch in range(cfg.epochs):
-        model.train()
-        batches = token_batches(lengths, cfg.batch_tokens, rng.permutation(train))
-        for idx in tqdm(batches, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", leave=False):
-            logits = head(_cls(model, seqs, idx, device))                     # (B, k)
-            target = torch.as_tensor(y[idx], dtype=torch.float32, device=device)
-            m = torch.as_tensor(mask[idx], dtype=torch.float32, device=device)
-            loss = (loss_fn(logits, target) * m).sum() / m.sum().clamp(min=1.0)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(head.parameters()), 1.0)
-            opt.step()
+    for epoch in range(cfg.epochs + 1):
+        if epoch > 0:
+            model.train()
+            batches = token_batches(lengths, cfg.batch_tokens, rng.permutation(train))
+            for idx in tqdm(batches, desc=f"{desc} epoch {epoch}/{cfg.epochs}", leave=False):
+                logits = head(_features(model, seqs, idx, device, cfg.features))      # (B, k)
+                target = torch.as_tensor(y[idx], dtype=torch.float32, device=device)
+                m = torch.as_tensor(mask[idx], dtype=torch.float32, device=device)
+                loss = (loss_fn(logits, target) * m).sum() / m.sum().clamp(min=1.0)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(head.parameters()), 1.0)
+                opt.step()
         score = _mean_ap(y[tune], mask[tune], _predict_logits(model, head, seqs, tune, cfg, device)[tune])
         if score > best:
             best, stale = score, 0
@@ -149,9 +251,4 @@ def finetune(run_dir, seqs, y: np.ndarray, mask: np.ndarray, split: np.ndarray, 
             stale += 1
             if stale > cfg.patience:
                 break
-    model.load_state_dict(best_state[0])
-    head.load_state_dict(best_state[1])
-    logits = _predict_logits(model, head, seqs, np.arange(len(lengths)), cfg, device)
-    shifted = logits - np.log(pos_weight)[None, :].astype(np.float32)
-    return 1.0 / (1.0 + np.exp(-shifted.astype(np.float64)))
-
+    return best_state

@@ -34,6 +34,7 @@ class EvalConfig:
     runs: str = "runs"
     baselines: tuple[str, ...] = ("lightgbm",)
     mode: str = "finetune"
+    features: str = "cls+mean+last"
     out: str | None = None
     max_len: int | None = None
     max_train: int | None = None
@@ -73,6 +74,10 @@ def default_out(cfg: EvalConfig) -> Path:
 def _check(cfg: EvalConfig) -> None:
     if cfg.mode not in MODES:
         raise ClaimsfmError(f"--mode must be one of {', '.join(MODES)}, not '{cfg.mode}'")
+    from claimsfm.eval.finetune import FEATURES
+
+    if cfg.features not in FEATURES:
+        raise ClaimsfmError(f"--features must be one of {', '.join(FEATURES)}, not '{cfg.features}'")
     unknown = [b for b in cfg.baselines if b not in BASELINES]
     if unknown:
         raise ClaimsfmError(f"--baselines: unknown baseline '{unknown[0]}' (known: lightgbm, none)")
@@ -108,14 +113,14 @@ def _fm_predictions(store, run, specs, cohorts, pool, cfg) -> dict:
 
     max_len = cfg.max_len or read_model_config(weights_folder(run)).max_len
     seqs = build_sequences(store, pool.subject_idx, cutoff_day=pool.t_day, max_len=max_len)
-    head = ft.HeadConfig(epochs=cfg.epochs, batch_tokens=cfg.batch_tokens, seed=cfg.seed)
+    head = ft.HeadConfig(epochs=cfg.epochs, batch_tokens=cfg.batch_tokens, features=cfg.features, seed=cfg.seed)
     rows = [pool.rows(c) for c in cohorts]
     out = {}
     if cfg.mode == "probe":
         from claimsfm.model import load_checkpoint
 
         model, _ = load_checkpoint(run, device=cfg.device)
-        emb = ft.embed(model, seqs, cfg.batch_tokens, cfg.device)
+        emb = ft.embed(model, seqs, cfg.batch_tokens, cfg.device, cfg.features)
         for c, r in zip(cohorts, rows):
             out[c.task] = ft.probe(emb[r], c.label, c.split, cfg.seed)
         return out
@@ -126,24 +131,13 @@ def _fm_predictions(store, run, specs, cohorts, pool, cfg) -> dict:
         for j, k in enumerate(group):
             y[rows[k], j], mask[rows[k], j] = cohorts[k].label, True
         used = np.flatnonzero(mask.any(axis=1))
-        sub = _subset_sequences(seqs, used)
+        sub = ft.take_sequences(seqs, used)
         p = ft.finetune(run, sub, y[used], mask[used], pool.split[used], head, cfg.device, desc=f"finetune {kind}")
         back = np.full(len(pool), -1, dtype=np.int64)
         back[used] = np.arange(len(used))
         for j, k in enumerate(group):
             out[cohorts[k].task] = p[back[rows[k]], j]
     return out
-
-
-def _subset_sequences(seqs, idx):
-    """The sequences `idx` as their own Sequences (CSR rebuilt, the same fields)."""
-    from dataclasses import replace
-
-    starts, ends = seqs.offsets[idx], seqs.offsets[idx + 1]
-    lens = ends - starts
-    flat = np.repeat(starts - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(int(lens.sum()))
-    cols = {name: np.asarray(getattr(seqs, name))[flat] for name in ("input_ids", "age_months", "visit", "months", "segment")}
-    return replace(seqs, offsets=np.r_[0, np.cumsum(lens)].astype(np.int64), subjects=seqs.subjects[idx], **cols)
 
 
 def _lightgbm_predictions(store, specs, cohorts, pool, cfg) -> dict:

@@ -27,9 +27,9 @@ def setup(tmp_path_factory):
     return root, store, run_dir
 
 
-def _run(root, out, mode, baselines=()):
+def _run(root, out, mode, baselines=(), features="cls+mean+last"):
     cfg = EvalConfig(data=str(root), task="statin_any_use,t2dm", params="tiny", runs=str(root / "runs"),
-                     baselines=baselines, mode=mode, out=str(out), n_boot=100, epochs=2, max_train=400,
+                     baselines=baselines, mode=mode, features=features, out=str(out), n_boot=100, epochs=2, max_train=400,
                      max_eval=200, batch_tokens=1024,
                      quiet=True)
     return run(cfg)
@@ -65,3 +65,29 @@ def test_sequences_hold_only_events_up_to_the_prediction_time(setup):
     n_events = count_le(np.asarray(store.day), first, last, pool.t_day)
     n_special = np.array([np.sum(seqs.tokens(i) <= 4) for i in range(len(pool))])  # [CLS] + [SEP]s
     assert np.array_equal(seqs.lengths - n_special, n_events)
+
+
+@pytest.mark.parametrize("features", ["cls", "cls+mean", "cls+mean+last"])
+def test_pool_matches_a_per_sequence_loop(setup, features):
+    from claimsfm.data import collate
+    from claimsfm.data.store import N_SPECIAL
+    from claimsfm.eval.finetune import pool
+
+    _, store, _ = setup
+    cohort = build_cohort(store, load_task("statin_any_use"))
+    p = Pool.of([cohort])
+    seqs = build_sequences(store, p.subject_idx[:40], cutoff_day=p.t_day[:40], max_len=64)
+    batch = collate(seqs, np.arange(40), mlm=None, layout="varlen")
+    h = torch.randn(len(batch["input_ids"]), 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    got = pool(h, batch, features)
+    cu, ids, visit = batch["cu_seqlens"].tolist(), batch["input_ids"].numpy(), batch["visit"].numpy()
+    for b in range(40):
+        s, e = cu[b], cu[b + 1]
+        want = [h[s]]
+        code = np.flatnonzero(ids[s:e] >= N_SPECIAL) + s
+        if features != "cls":
+            want.append(h[code].mean(0) if len(code) else torch.zeros(8, dtype=h.dtype))
+        if features == "cls+mean+last":
+            last = code[visit[code] == visit[s:e].max()]
+            want.append(h[last].mean(0) if len(last) else torch.zeros(8, dtype=h.dtype))
+        torch.testing.assert_close(got[b], torch.cat(want))

@@ -70,6 +70,8 @@ def test_clear_errors(data, tmp_path):
         run(EvalConfig(data=str(data), task="t2dm", params="9M", runs=str(tmp_path), quiet=True))
     with pytest.raises(ClaimsfmError, match="nothing to evaluate"):
         run(EvalConfig(data=str(data), task="t2dm", baselines=(), quiet=True))
+    with pytest.raises(ClaimsfmError, match="--features must be one of cls, cls\\+mean, cls\\+mean\\+last"):
+        run(EvalConfig(data=str(data), task="t2dm", features="mean", quiet=True))
 
 
 def test_a_task_without_positives_is_skipped_not_fatal(data, tmp_path):
