@@ -1,9 +1,13 @@
 """T5: guideline-like prescribing. One rule form for every regimen:
 
-    P(start at a visit) = sigmoid(b + 3 [indication coded in the last 2 months]
-                                    + 1 [coded 3-12 months ago] + log intensity_hosp + extra)
+    P(start at a visit) = sigmoid(b - 2 + 1 [indication first coded this month]
+                                    + 5 [first coded 1-3 months ago] + 2.5 [4-12 months ago]
+                                    + log intensity_hosp + extra)
 
-then a monthly stop hazard, and the option (drug class) = global share x hospital preference x
+Treatment mostly starts at a follow-up visit 1-3 months after the diagnosis (lifestyle advice
+and work-up first), so a new-user task hinges on a recently coded, still untreated indication,
+which a count/recency model sees; the background rate for old diagnoses is kept low. Then a
+monthly stop hazard, and the option (drug class) = global share x hospital preference x
 patient modifiers; the ingredient inside a class = the hospital's preference. A patient on a
 regimen is dispensed its drugs at every visit. `start_probability` and `option_weights` serve
 both the simulation and the oracle, so the oracle uses exactly the generator's rule.
@@ -42,7 +46,7 @@ REGIMENS = {r.name: r for r in [
       (.45, .40, .10, .05), -2.5, .006),
     R("dyslip", ("dyslip", "ami", "stroke"), (("statin", (("rosuvastatin", "pitavastatin", "atorvastatin"),)), ("ezetimibe", (("ezetimibe",),))),
       (.89, .11), -3.4, .015),
-    R("af", ("af",), (("doac", (("apixaban", "edoxaban", "rivaroxaban"),)), ("warfarin", (("warfarin",),))), (.5, .5), -2.6, .015),
+    R("af", ("af",), (("doac", (("apixaban", "edoxaban", "rivaroxaban"),)), ("warfarin", (("warfarin",),))), (.5, .5), -1.5, .015),
     R("hf", ("hf",), (("loop_bb", (("furosemide",), ("carvedilol", "bisoprolol"))), ("arni", (("sacubitril",), ("bisoprolol",), ("spironolactone",)))),
       (.8, .2), -0.5, .01),
     R("antiplatelet", ("ami", "stroke", "angina", "pad"), (("clopidogrel", (("clopidogrel",),)),), (1.0,), -1.0, .01),
@@ -73,7 +77,8 @@ def start_probability(reg: Regimen, dx, m, age, intensity) -> np.ndarray:
     """P(start at a visit in month m), ignoring whether the patient is already on it.  (n,)"""
     last = latest_dx(dx, reg)
     since = m - last
-    logit = reg.b + 3.0 * (since <= 1) + 1.0 * ((since >= 2) & (since <= 11)) + np.log(intensity)
+    logit = (reg.b - 2.0 + 1.0 * (since == 0) + 5.0 * ((since >= 1) & (since <= 3)) + 2.5 * ((since >= 4) & (since <= 12))
+             + np.log(intensity))
     if reg.name == "af":
         chads = (age >= 75).astype(int) + (dx[:, INDEX["hf"]] >= 0) + (dx[:, INDEX["t2d"]] >= 0) \
             + (dx[:, INDEX["htn"]] >= 0) + 2 * (dx[:, INDEX["stroke"]] >= 0)
