@@ -131,6 +131,7 @@ def _probe_fit(emb, y, split, seed):
         for c in PROBE_C:
             clf = LogisticRegression(C=c, class_weight=weight, max_iter=1000, random_state=seed).fit(x[tr], y[tr])
             score = average_precision_score(y[tu], clf.decision_function(x[tu])) if y[tu].any() else 0.0
+            score = round(score, 6)                     # float-noise ties go to the stronger L2 / no weights
             if best is None or score > best[0]:
                 best = (score, clf, shift[weight])
     w = best[1].coef_[0] / scaler.scale_

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from claimsfm.data import build_sequences, build_store  # noqa: E402
 from claimsfm.eval.run import EvalConfig, run  # noqa: E402
-from claimsfm.eval.samples import Pool  # noqa: E402
+from claimsfm.eval.samples import Pool, subsample  # noqa: E402
 from claimsfm.tasks.cohort import build_cohort, count_le  # noqa: E402
 from claimsfm.tasks.spec import load_task  # noqa: E402
 
@@ -91,3 +91,26 @@ def test_pool_matches_a_per_sequence_loop(setup, features):
             last = code[visit[code] == visit[s:e].max()]
             want.append(h[last].mean(0) if len(last) else torch.zeros(8, dtype=h.dtype))
         torch.testing.assert_close(got[b], torch.cat(want))
+
+
+def test_finetuning_starts_from_the_probe_solution(setup):
+    """With zero learning rates fine-tuning must return exactly the probe's probabilities (same rows,
+    same pooled features): the head is initialised from the probe and its pos_weight shift undone."""
+    from claimsfm.eval import finetune as ft
+    from claimsfm.model import load_checkpoint
+
+    _, store, run_dir = setup
+    cohort = subsample(build_cohort(store, load_task("statin_any_use")), 200, 100)
+    p = Pool.of([cohort])
+    seqs = build_sequences(store, p.subject_idx, cutoff_day=p.t_day, max_len=64)
+    y = np.zeros((len(p), 1), dtype=bool)
+    y[p.rows(cohort), 0] = cohort.label
+    model, _ = load_checkpoint(run_dir)
+    # The head is fitted on the train + tuning vectors, embedded as their own batches (as fine-tuning does).
+    used = np.flatnonzero(p.split < 2)
+    w, b = ft.probe_fit(ft.embed(model, ft.take_sequences(seqs, used), 1024), y[used, 0], p.split[used])
+    want = 1.0 / (1.0 + np.exp(-(ft.embed(model, seqs, 1024).astype(np.float64) @ w + b)))
+    cfg = ft.HeadConfig(epochs=1, lr=0.0, head_lr=0.0, batch_tokens=1024)
+    got = ft.finetune(run_dir, seqs, y, np.ones_like(y), p.split, cfg)[:, 0]
+    assert 0.0 < y.mean() < 1.0
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
