@@ -9,7 +9,8 @@ SPLITS = ("train", "tuning", "held_out")
 _BOUNDS = (80, 90)  # percent: [0, 80) train, [80, 90) tuning, [90, 100) held_out
 
 
-def _splitmix64(x: np.ndarray) -> np.ndarray:
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 of each 64-bit key: a uniform, well-mixed 64-bit hash (vectorised).  (n,) -> (n,) uint64"""
     x = x.astype(np.uint64, copy=True)
     with np.errstate(over="ignore"):
         x += np.uint64(0x9E3779B97F4A7C15)
@@ -22,7 +23,7 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 def split_codes(subject_ids) -> np.ndarray:
     """Split index per subject: 0 train, 1 tuning, 2 held_out.  (n,) int64 -> (n,) uint8"""
     ids = np.asarray(subject_ids, dtype=np.int64).view(np.uint64)
-    bucket = _splitmix64(ids) % np.uint64(100)
+    bucket = splitmix64(ids) % np.uint64(100)
     out = np.zeros(ids.shape, dtype=np.uint8)
     out[bucket >= _BOUNDS[0]] = 1
     out[bucket >= _BOUNDS[1]] = 2

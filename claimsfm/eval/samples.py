@@ -13,26 +13,17 @@ from pathlib import Path
 import numpy as np
 
 from claimsfm.errors import ClaimsfmError
+from claimsfm.splits import splitmix64
 from claimsfm.tasks.cohort import Cohort
 
 TRAIN = 0
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser: a uniform 64-bit hash of a 64-bit key."""
-    x = x.astype(np.uint64, copy=True)
-    with np.errstate(over="ignore"):
-        x += np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
-
-
 def sample_hash(subject_id, t_month, seed: int) -> np.ndarray:
     with np.errstate(over="ignore"):
-        key = _mix(np.asarray(subject_id, dtype=np.int64).view(np.uint64)) ^ _mix(
+        key = splitmix64(np.asarray(subject_id, dtype=np.int64).view(np.uint64)) ^ splitmix64(
             np.asarray(t_month, dtype=np.int64).astype(np.uint64) + np.uint64(seed) * np.uint64(1_000_003))
-    return _mix(key)
+    return splitmix64(key)
 
 
 def subsample(cohort: Cohort, max_train: int | None, max_eval: int | None, seed: int = 0) -> Cohort:
