@@ -1,18 +1,21 @@
-"""`claimsfm demo`: the whole chain on a small built-in synthetic cohort (CPU, about 10 minutes)."""
+"""`claimsfm demo`: the whole chain on a small built-in synthetic cohort (CPU, under 10 minutes)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
 
+from claimsfm.sweep.demo import DEMO_PATIENTS, DEMO_TOKENS
+
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         out: Path = typer.Option(Path("claimsfm-demo"), "--out", help="Folder for every stage: synth/, data/, runs/, sweep/ (report inside sweep/). A completed stage is reused on a rerun."),
-        patients: int = typer.Option(3000, "--patients", help="Synthetic patients (the 10-minute budget is measured at 3,000)."),
+        patients: int = typer.Option(DEMO_PATIENTS, "--patients", help="Synthetic patients (the 10-minute budget is measured at the default)."),
+        tokens: int = typer.Option(DEMO_TOKENS, "--tokens", help="Pretraining tokens per scale (the same budget for every scale)."),
         tasks: str = typer.Option("all", "--tasks", help="all | disease | medication | comma list of built-in task names."),
-        mode: str = typer.Option("probe", "--mode", help="How each scale is adapted to the tasks: probe (linear probe on frozen [CLS] vectors, the 10-minute default) | finetune (slower)."),
+        mode: str = typer.Option("probe", "--mode", help="How each scale is adapted to the tasks: probe (logistic regression on frozen encoder features, the 10-minute default) | finetune (slower)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the cohort, pretraining and evaluation."),
     ) -> None:
         """Synthesize a cohort of Japanese claims (UKE), ingest it (--link-by insurer), sweep the `demo` ladder over
@@ -21,7 +24,7 @@ def register(app: typer.Typer) -> None:
 
         from .sweep import print_saturation
 
-        results = run(DemoConfig(out=out, patients=patients, tasks=tasks, mode=mode, seed=seed))
+        results = run(DemoConfig(out=out, patients=patients, tokens=tokens, tasks=tasks, mode=mode, seed=seed))
         print_saturation(results)
         t = results["timings"]
         typer.echo(f"time: synth {t['synth']:.0f}s, ingest {t['ingest']:.0f}s, sweep {t['sweep']:.0f}s, total {t['total']:.0f}s")

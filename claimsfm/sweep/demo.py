@@ -4,10 +4,11 @@ synth (DEMO_PATIENTS patients, 96 months) -> ingest (--link-by insurer) -> sweep
 ladder over the built-in tasks -> report. Each stage's output is kept under `--out`, and a stage
 whose output is complete is reused, so an interrupted demo picks up where it stopped.
 
-Sizing (measured on the 2-core CPU, see the sweep's README entry): every scale pretrains on the same
-DEMO_TOKENS tokens at max_len DEMO_MAX_LEN; evaluation fine-tunes on at most DEMO_MAX_TRAIN rows per
-task (tuning and held-out rows up to DEMO_MAX_EVAL each); the default adaptation is a linear probe on
-the frozen [CLS] vectors (`--mode finetune` trains DEMO_EPOCHS epochs instead, several times slower).
+Sizing (measured on the 2-core CPU, see the README): every scale pretrains on the same DEMO_TOKENS
+tokens at max_len DEMO_MAX_LEN (enough for the three scales' eval losses to separate); evaluation uses
+at most DEMO_MAX_TRAIN train rows per task (tuning and held-out rows up to DEMO_MAX_EVAL each); the
+default adaptation is a logistic-regression probe on frozen encoder features ([CLS] + code mean +
+last-visit mean; `--mode finetune` trains DEMO_EPOCHS epochs instead, several times slower).
 """
 from __future__ import annotations
 
@@ -18,14 +19,14 @@ from pathlib import Path
 from claimsfm.sweep.run import SweepConfig
 from claimsfm.sweep.run import run as sweep_run
 
-DEMO_PATIENTS = 3000
+DEMO_PATIENTS = 6000
 DEMO_MONTHS = 96
-DEMO_TOKENS = 120_000
+DEMO_TOKENS = 800_000
 DEMO_MAX_LEN = 128
-DEMO_MAX_TRAIN = 1500
-DEMO_MAX_EVAL = 1000
+DEMO_MAX_TRAIN = 4000
+DEMO_MAX_EVAL = 2500
 DEMO_EPOCHS = 1
-DEMO_N_BOOT = 200
+DEMO_N_BOOT = 1000
 DEMO_SALT = b"claimsfm-demo-salt: synthetic data only\n"
 
 
