@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from claimsfm.splits import splitmix64
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
 
 
 def patient_keys(seed: int, n: int) -> np.ndarray:
@@ -22,17 +22,11 @@ def patient_keys(seed: int, n: int) -> np.ndarray:
     return keys
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    x = (x ^ (x >> np.uint64(30))) * _M1
-    x = (x ^ (x >> np.uint64(27))) * _M2
-    return x ^ (x >> np.uint64(31))
-
-
 def uniform(keys: np.ndarray, month: int, slot: int) -> np.ndarray:
     """(n,) float64 in [0, 1): the patient's draw number `slot` in month `month`."""
     counter = np.uint64((month & 0xFFFFFFFF) << 20 | (slot & 0xFFFFF))
     with np.errstate(over="ignore"):
-        x = _mix(keys + _GOLDEN * (counter + np.uint64(1)))
+        x = splitmix64(keys + _GOLDEN * counter)  # splitmix64 adds the first golden step itself
     return (x >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
 
 
