@@ -43,5 +43,9 @@ std::vector<int64_t> group_by_subject(const std::vector<int64_t>& subject,
                                       const std::vector<int64_t>& time_us,
                                       std::vector<int64_t>& offsets,
                                       std::vector<int64_t>& subjects);
+// The same over `n` rows in caller-owned arrays (the binding reads numpy buffers without a copy).
+std::vector<int64_t> group_by_subject(const int64_t* subject, const int64_t* time_us, size_t n,
+                                      std::vector<int64_t>& offsets,
+                                      std::vector<int64_t>& subjects);
 
 }  // namespace claimsfm

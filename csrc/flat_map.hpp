@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -139,6 +140,48 @@ class FlatU64Ids {
   }
   std::vector<uint64_t> slots_;
   std::vector<int32_t> ids_;
+  size_t size_ = 0;
+};
+
+// string -> int32 id where the strings live in a caller's table (id -> string): the map keeps
+// only (hash, id), so the table may reallocate and move its strings without invalidating it,
+// and a lookup allocates nothing (unlike std::unordered_map<std::string, int32_t>).
+class FlatTableIds {
+ public:
+  FlatTableIds() : slots_(1024) {}
+  // The id of `key` in `table`, or table.size() after the caller appends `key` (`added` true).
+  int32_t find_or_add(std::string_view key, const std::vector<std::string>& table, bool& added) {
+    if (2 * (size_ + 1) > slots_.size()) grow();
+    const uint64_t h = hash_bytes(key);
+    size_t i = h & (slots_.size() - 1);
+    for (;; i = (i + 1) & (slots_.size() - 1)) {
+      const Slot& s = slots_[i];
+      if (s.id < 0) break;
+      if (s.hash == h && table[static_cast<size_t>(s.id)] == key) return added = false, s.id;
+    }
+    const auto id = static_cast<int32_t>(table.size());
+    slots_[i] = {h, id};
+    ++size_;
+    added = true;
+    return id;
+  }
+
+ private:
+  struct Slot {
+    uint64_t hash = 0;
+    int32_t id = -1;
+  };
+  void grow() {
+    std::vector<Slot> old(slots_.size() * 2);
+    old.swap(slots_);
+    for (const Slot& s : old) {
+      if (s.id < 0) continue;
+      size_t i = s.hash & (slots_.size() - 1);
+      while (slots_[i].id >= 0) i = (i + 1) & (slots_.size() - 1);
+      slots_[i] = s;
+    }
+  }
+  std::vector<Slot> slots_;
   size_t size_ = 0;
 };
 

@@ -1,11 +1,13 @@
 // Reading UKE files from disk, parsing them on a pool of std::threads and merging the per-file
 // results in input order, so the output does not depend on the thread count.
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 
+#include "flat_map.hpp"
 #include "uke_parser.hpp"
 
 namespace claimsfm {
@@ -28,7 +30,9 @@ bool read_file(const std::string& path, std::string& buf) {
 struct Merger {
   UkeResult& out;
   std::unordered_map<uint64_t, int32_t> codes;
-  std::unordered_map<std::string, int32_t> keys;  // utf8 flag byte + key bytes
+  // The same key bytes in a UTF-8 and a CP932 file are different patients: one map per encoding,
+  // both over out.keys.
+  FlatTableIds keys_utf8, keys_cp932;
   std::unordered_map<std::string, int32_t> facilities;
 
   template <class K, class F>
@@ -45,12 +49,14 @@ struct Merger {
     std::vector<int32_t> code_map, key_map, fac_map;
     for (uint64_t c : f.codes)
       code_map.push_back(intern(codes, c, [&] { out.codes.push_back(code_name(c)); }));
-    for (const std::string& k : f.keys) {
-      const std::string tagged = std::string(1, f.utf8 ? '\1' : '\0') + k;
-      key_map.push_back(intern(keys, tagged, [&] {
-        out.keys.push_back(k);
+    FlatTableIds& ids = f.utf8 ? keys_utf8 : keys_cp932;
+    for (std::string& k : f.keys) {
+      bool added;
+      key_map.push_back(ids.find_or_add(k, out.keys, added));
+      if (added) {
+        out.keys.push_back(std::move(k));
         out.key_utf8.push_back(f.utf8 ? 1 : 0);
-      }));
+      }
     }
     for (const std::string& fc : f.facilities)
       fac_map.push_back(intern(facilities, fc, [&] { out.facilities.push_back(fc); }));
@@ -71,6 +77,22 @@ struct Merger {
   }
 };
 
+// Reserve the output columns from the total input size (the same events-per-byte guess as the
+// per-file buffers): growing them by doubling copied every column several times and touched
+// fresh pages on each copy. Untouched reserved pages cost only address space.
+void reserve_events(EventColumns& e, const std::vector<std::string>& paths) {
+  uintmax_t total = 0;
+  for (const std::string& p : paths) {
+    std::error_code err;
+    const uintmax_t size = std::filesystem::file_size(p, err);
+    if (!err) total += size;
+  }
+  const size_t guess = static_cast<size_t>(total / 24);
+  for (auto* v : {&e.key, &e.day, &e.code, &e.facility, &e.dx_start}) v->reserve(guess);
+  e.value.reserve(guess);
+  e.suspected.reserve(guess);
+}
+
 }  // namespace
 
 UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOptions& opt,
@@ -81,7 +103,8 @@ UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOption
   std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
   UkeResult out;
-  Merger merger{out, {}, {}, {}};
+  reserve_events(out.events, paths);
+  Merger merger{out, {}, {}, {}, {}};
   std::mutex merge_mutex;
   size_t merged = 0;  // files [0, merged) are in `out`; guarded by merge_mutex
   auto worker = [&] {

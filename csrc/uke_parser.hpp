@@ -59,6 +59,7 @@ struct FileResult {
   std::vector<std::string> keys;      // local key id -> patient key bytes (file encoding)
   std::vector<std::string> facilities;
   bool utf8 = false;                  // the file decodes as UTF-8 (else CP932)
+  bool cp932 = false;                 // not UTF-8, and the whole buffer is valid CP932
   std::vector<Reject> rejects;
   UkeStats stats;
 };

@@ -20,13 +20,26 @@ bool has_high_bytes(const char* p, size_t n) {
   return false;
 }
 
+// Index of the first byte >= 0x80 at or after i (n when none); u[i] itself is ASCII. Claims
+// text is mostly ASCII, so the validators below skip it eight bytes at a time.
+static size_t skip_ascii(const unsigned char* u, size_t i, size_t n) {
+  ++i;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, u + i, 8);
+    if (w & 0x8080808080808080ULL) break;
+  }
+  while (i < n && u[i] < 0x80) ++i;
+  return i;
+}
+
 bool valid_utf8(const char* p, size_t n) {
   const auto* u = reinterpret_cast<const unsigned char*>(p);
   size_t i = 0;
   while (i < n) {
     const unsigned c = u[i];
     if (c < 0x80) {
-      ++i;
+      i = skip_ascii(u, i, n);
       continue;
     }
     size_t len;
@@ -58,7 +71,11 @@ bool valid_cp932(const char* p, size_t n) {
   size_t i = 0;
   while (i < n) {
     const unsigned c = u[i];
-    if (c < 0x80 || (c >= 0xA1 && c <= 0xDF)) {
+    if (c < 0x80) {
+      i = skip_ascii(u, i, n);
+      continue;
+    }
+    if (c >= 0xA1 && c <= 0xDF) {
       ++i;
       continue;
     }
@@ -71,58 +88,94 @@ bool valid_cp932(const char* p, size_t n) {
   return true;
 }
 
+// SWAR over eight bytes: a lane mask with the high bit set in every byte of `p[0..8)` that is a
+// comma (exact, no carries between lanes), in memory order from the low bits up.
+static uint64_t comma_bits(const char* p) {
+  uint64_t w;
+  std::memcpy(&w, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  w = __builtin_bswap64(w);
+#endif
+  constexpr uint64_t kLow7 = 0x7F7F7F7F7F7F7F7FULL;
+  const uint64_t x = w ^ 0x2C2C2C2C2C2C2C2CULL;  // zero bytes where the commas are
+  return ~(((x & kLow7) + kLow7) | x | kLow7);
+}
+
+static uint64_t non_comma_bits(const char* p) { return ~comma_bits(p) & 0x8080808080808080ULL; }
+
+static size_t lane(uint64_t bits) { return static_cast<size_t>(__builtin_ctzll(bits)) >> 3; }
+
+// Field splitting finds the commas eight bytes at a time: UKE lines are short fields separated by
+// commas, and a byte loop paid a branch per byte.
 size_t split_fields(std::string_view line, std::string_view* out, size_t cap) {
-  // A plain byte loop into a fixed array: fields are short (most day fields are empty), so
-  // memchr per field or a growing vector cost more than they save.
-  const char* p = line.data();
-  const char* end = p + line.size();
-  const char* start = p;
-  size_t n = 0;
-  for (; p != end; ++p) {
-    if (*p != ',') continue;
-    if (n < cap) out[n] = std::string_view(start, static_cast<size_t>(p - start));
-    ++n;
-    start = p + 1;
-  }
-  if (n < cap) out[n] = std::string_view(start, static_cast<size_t>(end - start));
+  const char* base = line.data();
+  const size_t size = line.size();
+  size_t start = 0, n = 0, i = 0;
+  auto field_end = [&](size_t c) {
+    if (n < cap) out[n] = std::string_view(base + start, c - start);
+    ++n, start = c + 1;
+  };
+  for (; i + 8 <= size; i += 8)
+    for (uint64_t m = comma_bits(base + i); m; m &= m - 1) field_end(i + lane(m));
+  for (; i < size; ++i)
+    if (base[i] == ',') field_end(i);
+  if (n < cap) out[n] = std::string_view(base + start, size - start);
   return n + 1;
 }
 
 size_t split_prefix(std::string_view line, size_t count, std::string_view* out, size_t& n) {
   const char* base = line.data();
-  const char* end = base + line.size();
-  const char* start = base;
+  const size_t size = line.size();
+  size_t start = 0, i = 0;
   n = 0;
-  for (const char* p = base; p != end; ++p) {
-    if (*p != ',') continue;
-    out[n++] = std::string_view(start, static_cast<size_t>(p - start));
-    start = p + 1;
-    if (n == count) return static_cast<size_t>(start - base);
+  for (; i + 8 <= size; i += 8) {
+    for (uint64_t m = comma_bits(base + i); m; m &= m - 1) {
+      const size_t c = i + lane(m);
+      out[n++] = std::string_view(base + start, c - start);
+      start = c + 1;
+      if (n == count) return start;
+    }
   }
-  out[n++] = std::string_view(start, static_cast<size_t>(end - start));
+  for (; i < size; ++i) {
+    if (base[i] != ',') continue;
+    out[n++] = std::string_view(base + start, i - start);
+    start = i + 1;
+    if (n == count) return start;
+  }
+  out[n++] = std::string_view(base + start, size - start);
   return std::string_view::npos;
 }
 
 void scan_days(std::string_view text, DayFields& d) {
-  size_t k = 0, len = 0;
-  int64_t v = 0;
-  bool digits = true;
-  auto close = [&] {
-    if (k < 31) d.value[k] = v, d.ok[k] = digits && len <= 12;
-    ++k, v = 0, len = 0, digits = true;
-  };
-  for (char c : text) {
-    if (c == ',') {
-      close();
-      continue;
+  d.n_set = 0;
+  const char* p = text.data();
+  const char* end = p + text.size();
+  size_t k = 0;  // index of the field that starts at p
+  while (p != end) {
+    // Most day fields are empty: jump over a run of commas to the next non-comma byte.
+    uint64_t m = 0;
+    while (end - p >= 8 && (m = non_comma_bits(p)) == 0) p += 8, k += 8;
+    if (m) {
+      p += lane(m), k += lane(m);
+    } else {
+      for (; p != end && *p == ','; ++p) ++k;
+      if (p == end) break;
     }
-    const unsigned dgt = static_cast<unsigned>(c - '0');
-    digits &= dgt < 10;
-    if (dgt < 10 && len < 12) v = v * 10 + dgt;  // 12 digits cannot overflow int64
-    ++len;
+    int64_t v = 0;
+    size_t len = 0;
+    bool digits = true;
+    for (; p != end && *p != ','; ++p, ++len) {
+      const unsigned dgt = static_cast<unsigned>(*p - '0');
+      digits &= dgt < 10;
+      if (dgt < 10 && len < 12) v = v * 10 + dgt;  // 12 digits cannot overflow int64
+    }
+    if (k < 31) {
+      d.day[d.n_set] = static_cast<uint8_t>(k), d.value[d.n_set] = v;
+      d.ok[d.n_set++] = digits && len <= 12;
+    }
+    if (p != end) ++p, ++k;  // the comma closing this field
   }
-  close();
-  d.n_fields = k;
+  d.n_fields = k + 1;
 }
 
 uint64_t digits_value(std::string_view s) {

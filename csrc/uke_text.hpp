@@ -29,11 +29,15 @@ uint64_t digits_value(std::string_view s);
 std::string_view trim_spaces(std::string_view s);
 
 // The 31 day fields (算定日) of an SI/IY/TO record, read in one pass over the bytes (most are
-// empty; splitting them into views first was the largest cost of the parser).
+// empty; splitting them into views first was the largest cost of the parser). Only the non-empty
+// fields among the first 31 are listed, in field order: an empty field is a count of 0, which
+// the parser skips anyway.
 struct DayFields {
+  uint8_t day[31];   // 0-based day field index of each listed field
   int64_t value[31];
-  bool ok[31];      // empty or 1-12 digits: what parse_count accepts
-  size_t n_fields;  // every field in the scanned text (for the field-count check)
+  bool ok[31];       // 1-12 digits: what parse_count accepts
+  size_t n_set;      // listed fields
+  size_t n_fields;   // every field in the scanned text (for the field-count check)
 };
 void scan_days(std::string_view text, DayFields& d);
 

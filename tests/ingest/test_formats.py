@@ -95,3 +95,25 @@ def test_meds_validation(tmp_path):
     with pytest.raises(ClaimsfmError, match="column 'time' cannot be read as timestamp"):
         write_dataset(IngestConfig(inputs=[tmp_path / "src"], out=tmp_path / "o", format="meds", progress=False),
                       tmp_path / "o")
+
+
+def test_csv_integer_values_match_reference(tmp_path):
+    # Plain integers take a fast path that skips strtod; signs, zeros and float rounding must agree.
+    values = ["0", "-0", "+7", "007", "-12", "16777217", "123456789012345", "9999999999999999", "+0.0"]
+    lines = ["subject_id,time,code,numeric_value"] + [f"{i},2020-01-01,C,{v}" for i, v in enumerate(values)]
+    path = tmp_path / "v.csv"
+    path.write_text("\n".join(lines) + "\n")
+    got, ref = _native.parse_csv(str(path), 1, False), csvfmt.parse_reference(path)
+    assert_same(got, ref)
+    assert np.signbit(got["value"][1]) and got["value"][5] == np.float32(16777217.0)
+
+
+def test_group_by_subject_matches_stable_lexsort():
+    rng = np.random.default_rng(0)
+    subject = rng.integers(-50, 50, 20_000)
+    time = rng.integers(0, 30, 20_000)  # many ties: file order must break them
+    time[rng.random(20_000) < 0.05] = np.iinfo(np.int64).min
+    order, offsets, subjects = _native.group_by_subject(subject, time)
+    assert order.tolist() == np.lexsort((time, subject)).tolist()
+    assert subjects.tolist() == np.unique(subject).tolist()
+    assert offsets.tolist() == [0] + np.cumsum(np.unique(subject, return_counts=True)[1]).tolist()
