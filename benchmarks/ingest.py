@@ -96,7 +96,7 @@ def write_csv(path: Path, mb: float) -> Path:
 
 def cpp_sequences(path: Path):
     r = _native.parse_csv(str(path), THREADS, False)
-    order, offsets, subjects = _native.group_by_subject(r["subject_id"], r["time_us"])
+    order, offsets, subjects = _native.group_by_subject(r["subject_id"], r["time_us"], THREADS)
     return r["code"][order], offsets, subjects
 
 

@@ -238,7 +238,7 @@ std::vector<int64_t> group_by_subject(const std::vector<int64_t>& subject,
 
 std::vector<int64_t> group_by_subject(const int64_t* subject, const int64_t* time_us, size_t n,
                                       std::vector<int64_t>& offsets,
-                                      std::vector<int64_t>& subjects) {
+                                      std::vector<int64_t>& subjects, int threads) {
   // Counting sort on the subject's rank: linear, stable, then a small sort inside each subject.
   FlatI64Map rank(1024);
   std::vector<int64_t> row_rank(n);
@@ -264,13 +264,23 @@ std::vector<int64_t> group_by_subject(const int64_t* subject, const int64_t* tim
   std::vector<std::pair<int64_t, int64_t>> rows(n);
   std::vector<int64_t> fill(offsets.begin(), offsets.end() - 1);
   for (size_t i = 0; i < n; ++i) rows[fill[row_rank[i]]++] = {time_us[i], static_cast<int64_t>(i)};
-  for (size_t g = 0; g < subjects.size(); ++g) {
-    const auto first = rows.begin() + offsets[g], last = rows.begin() + offsets[g + 1];
-    const auto earlier = [](const auto& a, const auto& b) { return a.first < b.first; };
-    if (!std::is_sorted(first, last, earlier)) std::sort(first, last);
-  }
+  // Subjects are independent: each thread sorts a contiguous range of them.
   std::vector<int64_t> order(n);
-  for (size_t i = 0; i < n; ++i) order[i] = rows[i].second;
+  auto sort_subjects = [&](size_t g0, size_t g1) {
+    for (size_t g = g0; g < g1; ++g) {
+      const auto first = rows.begin() + offsets[g], last = rows.begin() + offsets[g + 1];
+      const auto earlier = [](const auto& a, const auto& b) { return a.first < b.first; };
+      if (!std::is_sorted(first, last, earlier)) std::sort(first, last);
+    }
+    for (auto i = static_cast<size_t>(offsets[g0]); i < static_cast<size_t>(offsets[g1]); ++i)
+      order[i] = rows[i].second;
+  };
+  const size_t parts = std::max<size_t>(1, std::min<size_t>(std::max(threads, 1), subjects.size()));
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < parts; ++t)
+    pool.emplace_back(sort_subjects, subjects.size() * t / parts, subjects.size() * (t + 1) / parts);
+  sort_subjects(0, subjects.size() / parts);
+  for (std::thread& t : pool) t.join();
   return order;
 }
 

@@ -43,9 +43,10 @@ std::vector<int64_t> group_by_subject(const std::vector<int64_t>& subject,
                                       const std::vector<int64_t>& time_us,
                                       std::vector<int64_t>& offsets,
                                       std::vector<int64_t>& subjects);
-// The same over `n` rows in caller-owned arrays (the binding reads numpy buffers without a copy).
+// The same over `n` rows in caller-owned arrays (the binding reads numpy buffers without a copy);
+// the per-subject time sorts run on `threads` threads.
 std::vector<int64_t> group_by_subject(const int64_t* subject, const int64_t* time_us, size_t n,
                                       std::vector<int64_t>& offsets,
-                                      std::vector<int64_t>& subjects);
+                                      std::vector<int64_t>& subjects, int threads = 1);
 
 }  // namespace claimsfm

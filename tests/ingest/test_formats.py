@@ -115,5 +115,7 @@ def test_group_by_subject_matches_stable_lexsort():
     time[rng.random(20_000) < 0.05] = np.iinfo(np.int64).min
     order, offsets, subjects = _native.group_by_subject(subject, time)
     assert order.tolist() == np.lexsort((time, subject)).tolist()
+    for threads in (2, 3, 1000):  # more threads than subjects too
+        assert np.array_equal(_native.group_by_subject(subject, time, threads)[0], order)
     assert subjects.tolist() == np.unique(subject).tolist()
     assert offsets.tolist() == [0] + np.cumsum(np.unique(subject, return_counts=True)[1]).tolist()
