@@ -18,6 +18,20 @@ inline uint64_t hash_u64(uint64_t x) {
   return x ^ (x >> 33);
 }
 
+// Doubles a table of slots that carry their key's hash and an id (id < 0 = empty) and reinserts
+// them by linear probing; shared by the maps below whose slots remember their hash.
+template <class Slot>
+void grow_hashed_slots(std::vector<Slot>& slots) {
+  std::vector<Slot> old(slots.size() * 2);
+  old.swap(slots);
+  for (const Slot& s : old) {
+    if (s.id < 0) continue;
+    size_t i = s.hash & (slots.size() - 1);
+    while (slots[i].id >= 0) i = (i + 1) & (slots.size() - 1);
+    slots[i] = s;
+  }
+}
+
 // Eight bytes at a time; codes are short ASCII strings.
 inline uint64_t hash_bytes(std::string_view s) {
   uint64_t h = 0x9E3779B97F4A7C15ULL ^ s.size();
@@ -58,16 +72,7 @@ class FlatStringIds {
     std::string_view key;
     int32_t id = -1;
   };
-  void grow() {
-    std::vector<Slot> old(slots_.size() * 2);
-    old.swap(slots_);
-    for (const Slot& s : old) {
-      if (s.id < 0) continue;
-      size_t i = s.hash & (slots_.size() - 1);
-      while (slots_[i].id >= 0) i = (i + 1) & (slots_.size() - 1);
-      slots_[i] = s;
-    }
-  }
+  void grow() { grow_hashed_slots(slots_); }
   std::vector<Slot> slots_;
   size_t size_ = 0;
 };
@@ -171,16 +176,7 @@ class FlatTableIds {
     uint64_t hash = 0;
     int32_t id = -1;
   };
-  void grow() {
-    std::vector<Slot> old(slots_.size() * 2);
-    old.swap(slots_);
-    for (const Slot& s : old) {
-      if (s.id < 0) continue;
-      size_t i = s.hash & (slots_.size() - 1);
-      while (slots_[i].id >= 0) i = (i + 1) & (slots_.size() - 1);
-      slots_[i] = s;
-    }
-  }
+  void grow() { grow_hashed_slots(slots_); }
   std::vector<Slot> slots_;
   size_t size_ = 0;
 };
