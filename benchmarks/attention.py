@@ -51,8 +51,12 @@ def _kernels():
     try:
         import claimsfm.kernels as k
     except ImportError:
-        sys.path.insert(0, str(ROOT))
-        import kernels as k
+        import importlib.util
+
+        init = ROOT / "kernels" / "__init__.py"
+        spec = importlib.util.spec_from_file_location("kernels", init, submodule_search_locations=[str(init.parent)])
+        k = sys.modules["kernels"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(k)
     return k
 
 

@@ -41,15 +41,19 @@ def bench_bootstrap(rows: int, seed: int = 0) -> dict:
 
 
 def _test_helpers():
-    """The hand-built store and the loop twin live with the tests (tests/tasks)."""
+    """The hand-built store and the loop twin live with the tests: load tests/helpers as `helpers`."""
+    import importlib.util
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "tasks"))
+    init = Path(__file__).resolve().parents[1] / "tests" / "helpers" / "__init__.py"
+    spec = importlib.util.spec_from_file_location("helpers", init, submodule_search_locations=[str(init.parent)])
+    sys.modules["helpers"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sys.modules["helpers"])
 
 
 def _random_store(subjects: int, seed: int):
-    from storekit import ListStore
+    from helpers.storekit import ListStore
 
     rng = np.random.default_rng(seed)
     codes = ["JPDX//1000001", "JPDX//1000002", "JPDRUG//600000001", "JPPROC//100000001"]
@@ -65,9 +69,9 @@ def _random_store(subjects: int, seed: int):
 
 def bench_cohort(subjects: int, seed: int = 0) -> dict:
     _test_helpers()
-    from test_cohort import _reference, incidence, rows
-
     from claimsfm.tasks.cohort import build_cohort
+
+    from helpers.cohortkit import incidence, reference_cohort, rows
 
     store = _random_store(subjects, seed)
     spec = incidence()
@@ -75,7 +79,7 @@ def bench_cohort(subjects: int, seed: int = 0) -> dict:
     fast_rows = rows(build_cohort(store, spec))
     fast = time.perf_counter() - t0
     t0 = time.perf_counter()
-    slow_rows = _reference(store, spec)
+    slow_rows = reference_cohort(store, spec)
     slow = time.perf_counter() - t0
     return {"subjects": subjects, "events": int(store.n_events), "rows": len(fast_rows),
             "equal": fast_rows == slow_rows, "vectorised_s": round(fast, 4), "loop_s": round(slow, 3),

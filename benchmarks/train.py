@@ -46,8 +46,9 @@ def make_sequences(dist: str, tokens: int, max_len: int, vocab: int, seed: int):
         ids[0] = 1
         labels = np.where(rng.random(n) < 0.15, ids, -100)
         labels[0] = -100
-        seqs.append({"input_ids": ids, "age": rng.integers(0, 1200, n), "visit": np.sort(rng.integers(0, 30, n)),
-                     "labels": labels})
+        seqs.append({"input_ids": ids, "age_months": rng.integers(0, 1200, n), "visit": np.sort(rng.integers(0, 30, n)),
+                     "days_before": np.sort(rng.integers(0, 3000, n))[::-1].copy(),
+                     "gap_days": rng.integers(-1, 120, n), "labels": labels})
     return seqs
 
 
@@ -63,7 +64,8 @@ def varlen_batch(seqs, device):
 def padded_batch(seqs, device):
     B, L = len(seqs), max(len(s["input_ids"]) for s in seqs)
     out = {}
-    for key, fill in (("input_ids", 0), ("age", 0), ("visit", 0), ("labels", -100)):
+    for key, fill in (("input_ids", 0), ("age_months", 0), ("visit", 0), ("days_before", 0), ("gap_days", 0),
+                      ("labels", -100)):
         t = torch.full((B, L), fill, dtype=torch.long)
         for i, s in enumerate(seqs):
             t[i, : len(s[key])] = torch.from_numpy(s[key])

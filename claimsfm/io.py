@@ -16,6 +16,8 @@ import tempfile
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
+from claimsfm.errors import ClaimsfmError, os_error
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
@@ -61,9 +63,44 @@ def write_json(path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
 
 
-def read_json(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def read_json(path, kind: type | None = dict):
+    """The parsed JSON file; a ClaimsfmError naming `path` when it cannot be read, is not UTF-8 JSON, or its
+    top-level value is not a `kind` (None: any)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except OSError as exc:
+        raise os_error(exc, "cannot read") from None
+    except UnicodeDecodeError:
+        raise ClaimsfmError(f"{path}: not UTF-8 text (a damaged or foreign file?)") from None
+    except json.JSONDecodeError as exc:
+        raise ClaimsfmError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if kind is not None and not isinstance(obj, kind):
+        raise ClaimsfmError(f"{path}: expected a JSON {_JSON_NAMES.get(kind, kind.__name__)}, "
+                            f"found {_JSON_NAMES.get(type(obj), type(obj).__name__)}")
+    return obj
+
+
+def read_parquet(path, columns=None, required=()):
+    """A parquet file as a pyarrow Table; a ClaimsfmError naming `path` when it cannot be read, is not parquet
+    (truncated, another format) or lacks a `required` column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path, columns=columns)
+    except OSError as exc:  # pyarrow's own IO errors are OSErrors without a filename
+        raise ClaimsfmError(f"{path}: cannot read ({exc.strerror or ' '.join(str(exc).split())})") from None
+    except pa.ArrowException as exc:
+        raise ClaimsfmError(f"{path}: not a readable parquet file ({' '.join(str(exc).split())})") from None
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise ClaimsfmError(f"{path}: missing column '{missing[0]}'")
+    return table
+
+
+_JSON_NAMES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
 
 
 @contextlib.contextmanager
@@ -91,6 +128,17 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def check_creatable(path, flag: str = "--out") -> None:
+    """Fail before a long computation when `path` could never be written: the nearest part of it that exists
+    is a regular file, or a folder this process may not write into (`--out` under a file or a read-only folder)."""
+    path = Path(path).absolute()
+    existing = next(p for p in (path, *path.parents) if os.path.lexists(p))
+    if not existing.is_dir():
+        raise ClaimsfmError(f"{flag}: cannot create {path}: {existing} is a file, not a folder")
+    if existing != path and not os.access(existing, os.W_OK | os.X_OK):
+        raise ClaimsfmError(f"{flag}: cannot create {path}: the folder {existing} is not writable")
 
 
 def git_commit() -> str | None:

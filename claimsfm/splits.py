@@ -5,7 +5,10 @@ order of the data or on which model asks: 80% train, 10% tuning, 10% held_out.
 """
 import numpy as np
 
-SPLITS = ("train", "tuning", "held_out")
+# Split ids (the store's `split` array, uint8) and their MEDS names (data/<name>/, subject_splits.parquet).
+TRAIN, TUNING, HELD_OUT = 0, 1, 2
+SPLITS = ("train", "tuning", "held_out")  # SPLITS[id] is the MEDS name of split id
+TRAIN_NAME, TUNING_NAME, HELD_OUT_NAME = SPLITS
 _BOUNDS = (80, 90)  # percent: [0, 80) train, [80, 90) tuning, [90, 100) held_out
 
 
@@ -24,9 +27,9 @@ def split_codes(subject_ids) -> np.ndarray:
     """Split index per subject: 0 train, 1 tuning, 2 held_out.  (n,) int64 -> (n,) uint8"""
     ids = np.asarray(subject_ids, dtype=np.int64).view(np.uint64)
     bucket = splitmix64(ids) % np.uint64(100)
-    out = np.zeros(ids.shape, dtype=np.uint8)
-    out[bucket >= _BOUNDS[0]] = 1
-    out[bucket >= _BOUNDS[1]] = 2
+    out = np.full(ids.shape, TRAIN, dtype=np.uint8)
+    out[bucket >= _BOUNDS[0]] = TUNING
+    out[bucket >= _BOUNDS[1]] = HELD_OUT
     return out
 
 

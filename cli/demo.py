@@ -5,17 +5,33 @@ from pathlib import Path
 
 import typer
 
-from claimsfm.sweep.demo import DEMO_PATIENTS, DEMO_TOKENS
+from claimsfm.sweep.demo import DEMO_MARGIN, DEMO_MIN_POSITIVES, DEMO_PATIENTS, DEMO_TOKENS
 
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
-        out: Path = typer.Option(Path("claimsfm-demo"), "--out", help="Folder for every stage: synth/, data/, runs/, sweep/ (report inside sweep/). A completed stage is reused on a rerun."),
-        patients: int = typer.Option(DEMO_PATIENTS, "--patients", help="Synthetic patients (the 10-minute budget is measured at the default)."),
-        tokens: int = typer.Option(DEMO_TOKENS, "--tokens", help="Pretraining tokens per scale (the same budget for every scale)."),
-        tasks: str = typer.Option("all", "--tasks", help="all | disease | medication | comma list of built-in task names."),
-        mode: str = typer.Option("probe", "--mode", help="How each scale is adapted to the tasks: probe (logistic regression on frozen encoder features, the 10-minute default) | finetune (slower)."),
+        out: Path = typer.Option(
+            Path("claimsfm-demo"), "--out",
+            help="Folder for every stage: synth/, data/, runs/, sweep/ (report inside sweep/). A completed stage is "
+                 "reused on a rerun."),
+        patients: int = typer.Option(
+            DEMO_PATIENTS, "--patients",
+            help="Synthetic patients (the 10-minute budget is measured at the default)."),
+        tokens: int = typer.Option(
+            DEMO_TOKENS, "--tokens",
+            help="Pretraining tokens per scale (the same budget for every scale)."),
+        tasks: str = typer.Option(
+            "all", "--tasks",
+            help="all | disease | medication | comma list of built-in task names."),
+        mode: str = typer.Option(
+            "probe", "--mode",
+            help="How each scale is adapted to the tasks: probe (logistic regression on frozen encoder features, the "
+                 "10-minute default) | finetune (slower)."),
+        margin: float = typer.Option(
+            DEMO_MARGIN, "--margin",
+            help="Non-inferiority margin δ (AUPRC) of the saturation verdict: the smallest scale whose 95% CI of "
+                 "(scale − best) has its lower bound above −δ; otherwise best needed or unresolved."),
         seed: int = typer.Option(0, "--seed", help="Seed of the cohort, pretraining and evaluation."),
     ) -> None:
         """Synthesize a cohort of Japanese claims (UKE), ingest it (--link-by insurer), sweep the `demo` ladder over
@@ -24,8 +40,13 @@ def register(app: typer.Typer) -> None:
 
         from .sweep import print_saturation
 
-        results = run(DemoConfig(out=out, patients=patients, tokens=tokens, tasks=tasks, mode=mode, seed=seed))
+        results = run(DemoConfig(out=out, patients=patients, tokens=tokens, tasks=tasks, mode=mode, seed=seed,
+                                 margin=margin))
         print_saturation(results)
+        if results.get("dropped_tasks"):
+            typer.echo(f"not in the demo (fewer than {DEMO_MIN_POSITIVES} held-out positives): " + ", ".join(
+                f"{t} ({n})" for t, n in sorted(results["dropped_tasks"].items())))
         t = results["timings"]
-        typer.echo(f"time: synth {t['synth']:.0f}s, ingest {t['ingest']:.0f}s, sweep {t['sweep']:.0f}s, total {t['total']:.0f}s")
+        typer.echo(f"time: synth {t['synth']:.0f}s, ingest {t['ingest']:.0f}s, sweep {t['sweep']:.0f}s, "
+                   f"total {t['total']:.0f}s")
         typer.echo(f"report: {results['report']['report_html']}")

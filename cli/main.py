@@ -10,7 +10,12 @@ import sys
 import typer
 
 from claimsfm import __version__
-from claimsfm.errors import ClaimsfmError
+from claimsfm.errors import ClaimsfmError, os_error
+
+try:  # typer >= 0.20 carries its own copy of click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # older typer runs on click itself
+    from click.exceptions import ClickException, NoArgsIsHelpError
 
 from . import demo, evaluate, ingest, pretrain, report, sweep, synth
 
@@ -41,16 +46,36 @@ for module in (synth, ingest, pretrain, evaluate, sweep, report, demo):
     module.register(app)
 
 
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console script: run the app; user errors become one line on stderr and exit code 2."""
+    """Console script: run the app; user errors become one line on stderr and exit code 2.
+
+    Errors are raised at their source as ClaimsfmError (file readers, store, checkpoints, config checks);
+    a file-system error that escapes them (a read-only folder, `--out` under a regular file) still names its
+    path here, and flag misuse (an unknown option, `--lr fast`) is one line instead of click's usage box.
+    """
     try:
-        app(args=argv, prog_name="claimsfm", standalone_mode=True)
+        code = app(args=argv, prog_name="claimsfm", standalone_mode=False)
     except ClaimsfmError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {_one_line(exc)}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except ClickException as exc:
+        if isinstance(exc, NoArgsIsHelpError):  # `claimsfm` alone prints the help, as before
+            exc.show()
+            sys.exit(exc.exit_code)
+        where = f"{exc.ctx.command_path}: " if getattr(exc, "ctx", None) is not None else ""
+        typer.echo(f"error: {where}{_one_line(exc.format_message())} (see --help)", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        typer.echo(f"error: {_one_line(os_error(exc))}", err=True)
+        sys.exit(2)
+    except (KeyboardInterrupt, typer.Abort):
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

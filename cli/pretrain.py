@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Optional
 
 import typer
 
-from claimsfm.errors import ClaimsfmError
+from claimsfm.model.scale import BACKENDS, ladder_names
 
-_HELP = """Pretrain the claims encoder at one scale with masked-code modelling.
+_HELP = f"""Pretrain the claims encoder at one scale with masked-code modelling.
 
---params takes a ladder row (2.2M, 11M, 32M, 57M, 101M; demo-S, demo-M, demo-L) or any size such as 50M; the count is total trainable parameters for the store's vocabulary (within 5%). Learning rate, tokens per step and the token budget default to the ladder row's.
+--params takes a ladder row ({', '.join(ladder_names('default'))}; {', '.join(ladder_names('demo'))}) or any size such as 50M; the count is total trainable parameters for the store's vocabulary (within 5%). Learning rate, tokens per step and the token budget default to the ladder row's.
 
 The run folder (default RUNS/pretrain/PARAMS) gets config.json, metrics.jsonl, checkpoints/, model.safetensors and summary.json. Running again with the same settings returns the finished run, or resumes an unfinished one from its latest checkpoint.
 
@@ -21,10 +22,10 @@ Several processes: torchrun --nproc-per-node N -m claimsfm.cli.main pretrain ...
 def register(app: typer.Typer) -> None:
     @app.command("pretrain", help=_HELP)
     def pretrain(
-        data: str = typer.Option(..., "--data", help="Ingest output folder (holding store/) or the store folder."),
+        data: Path = typer.Option(..., "--data", help="Ingest output folder (holding store/) or the store folder."),
         params: str = typer.Option("2.2M", "--params", help="Ladder row (2.2M ... 101M, demo-S/M/L) or a size like 50M."),
-        out: Optional[str] = typer.Option(None, "--out", help="Run folder. Default: RUNS/pretrain/PARAMS."),
-        runs: str = typer.Option("runs", "--runs", help="Root folder of all runs."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Run folder. Default: RUNS/pretrain/PARAMS."),
+        runs: Path = typer.Option(Path("runs"), "--runs", help="Root folder of all runs."),
         tokens: Optional[int] = typer.Option(None, "--tokens", help="Token budget (batch slots). Default: the ladder row's."),
         steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps; overrides --tokens."),
         batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", help="Tokens per optimizer step over all ranks."),
@@ -33,10 +34,15 @@ def register(app: typer.Typer) -> None:
         max_len: int = typer.Option(512, "--max-len", help="Longest patient sequence in tokens (most recent kept)."),
         resume: bool = typer.Option(False, "--resume", help="Require a checkpoint to continue from (resuming also happens without this flag)."),
         seed: int = typer.Option(0, "--seed", help="Seed of initialisation, data order and masking."),
-        attention: str = typer.Option("auto", "--attention", help="auto | triton | sdpa (auto: Triton on CUDA when available)."),
+        attention: str = typer.Option(BACKENDS[0], "--attention",
+                                      help=" | ".join(BACKENDS) + " (auto: Triton on CUDA when available)."),
         checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints (default: a tenth of the run)."),
         eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Steps between tuning-split evaluations (default: a tenth of the run)."),
         num_workers: int = typer.Option(0, "--num-workers", help="Data loader worker processes."),
+        time_inputs: bool = typer.Option(
+            True, "--time-inputs/--no-time-inputs",
+            help="Embed each token's time before the reference (prediction) time and the gaps between visits; "
+                 "--no-time-inputs is the ablation."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the model shape and counts, train nothing (meta device)."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
     ) -> None:
@@ -46,10 +52,8 @@ def register(app: typer.Typer) -> None:
             data=data, params=params, out=out, runs=runs, tokens=tokens, steps=steps, batch_tokens=batch_tokens,
             micro_batch_tokens=micro_batch_tokens, lr=lr, max_len=max_len, seed=seed, resume=resume,
             attention=attention, eval_every=eval_every, checkpoint_every=checkpoint_every,
-            num_workers=num_workers, progress=not as_json,
+            num_workers=num_workers, progress=not as_json, time_inputs=time_inputs,
         )
-        if attention not in ("auto", "triton", "sdpa"):
-            raise ClaimsfmError(f"--attention must be auto, triton or sdpa, not '{attention}'")
         result = plan_only(config) if dry_run else run(config)
         if result is None:  # a DDP rank other than 0: rank 0 reports
             return

@@ -6,6 +6,10 @@ from typing import Optional
 
 import typer
 
+from claimsfm.eval import MODES
+from claimsfm.sweep.run import DEFAULT_SCALES
+from claimsfm.sweep.saturation import DEFAULT_MARGIN
+
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
     """A rich table that is never truncated: a pipe or a narrow terminal still gets whole cells."""
@@ -24,7 +28,8 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 def print_plan(plan: dict) -> None:
     from claimsfm.sweep.plan import PLAN_HEADER, plan_table
 
-    typer.echo(f"Paper-scale plan: {plan['patients']:,} patients, vocabulary {plan['vocab_size']:,}, max_len {plan['max_len']}")
+    typer.echo(f"Paper-scale plan: {plan['patients']:,} patients, vocabulary {plan['vocab_size']:,}, "
+               f"max_len {plan['max_len']}")
     _print_table(PLAN_HEADER, plan_table(plan))
     for note in plan["notes"]:
         typer.echo(f"  - {note}")
@@ -39,24 +44,49 @@ def print_saturation(results: dict) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("sweep")
     def sweep(
-        data: Optional[Path] = typer.Option(None, "--data", help="Folder written by `claimsfm ingest` (MEDS + token store). Optional with --dry-run (measures vocabulary and sequence length when given)."),
-        scales: str = typer.Option("2.2M,11M,32M,57M,101M", "--scales", help="Comma list of ladder rows or sizes (e.g. 2.2M,11M,50M), or a ladder name: 'demo' (CPU-sized) or 'default'."),
-        tasks: str = typer.Option("all", "--tasks", help="all | disease | medication | comma list of task names or task .toml files."),
-        tokens: Optional[int] = typer.Option(None, "--tokens", help="Pretraining token budget, the same for every scale (default: the smallest default budget of the chosen rows)."),
-        tolerance: float = typer.Option(0.0, "--tolerance", help="AUPRC gap under which a smaller scale counts as equal to the best, besides the paired-bootstrap CI reaching 0."),
-        mode: str = typer.Option("finetune", "--mode", help="How the FM is adapted to each task: finetune | probe."),
-        max_len: int = typer.Option(512, "--max-len", help="Maximum tokens per patient sequence (pretraining and evaluation)."),
+        data: Optional[Path] = typer.Option(
+            None, "--data",
+            help="Folder written by `claimsfm ingest` (MEDS + token store). Optional with --dry-run (measures "
+                 "vocabulary and sequence length when given)."),
+        scales: str = typer.Option(
+            DEFAULT_SCALES, "--scales",
+            help="Comma list of ladder rows or sizes (e.g. 2.2M,11M,50M), or a ladder name: 'demo' (CPU-sized) or "
+                 "'default'."),
+        tasks: str = typer.Option(
+            "all", "--tasks",
+            help="all | disease | medication | comma list of task names or task .toml files."),
+        tokens: Optional[int] = typer.Option(
+            None, "--tokens",
+            help="Pretraining token budget, the same for every scale (default: the smallest default budget of the "
+                 "chosen rows)."),
+        margin: float = typer.Option(
+            DEFAULT_MARGIN, "--margin",
+            help="Non-inferiority margin δ (AUPRC): the saturation scale is the smallest whose paired-bootstrap 95% "
+                 "CI of (scale − best) has its lower bound above −δ; a task with no such scale and an inconclusive "
+                 "one is reported unresolved, with no compute saving."),
+        mode: str = typer.Option(
+            MODES[0], "--mode", help="How the FM is adapted to each task: " + " | ".join(MODES) + "."),
+        max_len: int = typer.Option(
+            512, "--max-len",
+            help="Maximum tokens per patient sequence (pretraining and evaluation)."),
         n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples for CIs and paired differences."),
         seed: int = typer.Option(0, "--seed", help="Seed for pretraining, evaluation and bootstraps."),
-        runs: Path = typer.Option(Path("runs"), "--runs", help="Runs folder: pretraining runs go to <runs>/pretrain/<scale>/ and are reused/resumed."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Sweep folder for results.json, evaluations and the report (default <runs>/sweep)."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="Print the paper-scale plan (2.3M patients: tokens, FLOPs, GPU-hours per scale) and write plan.json; trains nothing."),
+        runs: Path = typer.Option(
+            Path("runs"), "--runs",
+            help="Runs folder: pretraining runs go to <runs>/pretrain/<scale>/ and are reused/resumed."),
+        out: Optional[Path] = typer.Option(
+            None, "--out",
+            help="Sweep folder for results.json, evaluations and the report (default <runs>/sweep)."),
+        dry_run: bool = typer.Option(
+            False, "--dry-run",
+            help="Print the paper-scale plan (2.3M patients: tokens, FLOPs, GPU-hours per scale) and write plan.json; "
+                 "trains nothing."),
     ) -> None:
         """Pretrain every scale on the same data and token budget, evaluate every task for every scale and
         LightGBM on the same splits, and write results.json plus the saturation report (report.md, report.html)."""
         from claimsfm.sweep.run import SweepConfig, run
 
-        config = SweepConfig(data=data, scales=scales, tasks=tasks, tokens=tokens, tolerance=tolerance, runs=runs,
+        config = SweepConfig(data=data, scales=scales, tasks=tasks, tokens=tokens, margin=margin, runs=runs,
                              out=out, dry_run=dry_run, max_len=max_len, mode=mode, n_boot=n_boot, seed=seed)
         result = run(config)
         if dry_run:

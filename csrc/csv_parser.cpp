@@ -129,6 +129,7 @@ const char* parse_row(std::string_view line, bool with_value, Chunk& c) {
   if (has_high_bytes(f[2].data(), f[2].size()) && !valid_utf8(f[2].data(), f[2].size()))
     return "code is not UTF-8";
   if (with_value && !parse_value(f[3], v)) return "bad numeric_value";
+  if (std::isinf(v)) return "numeric_value outside the float32 range";
   bool added;
   const int32_t id = c.ids.find_or_add(f[2], static_cast<int32_t>(c.out.codes.size()), added);
   if (added) c.out.codes.emplace_back(f[2]);
@@ -166,6 +167,7 @@ void parse_chunk(Chunk& c, bool with_value, bool skip_bad) {
 CsvResult parse_csv_buffer(std::string_view data, int threads, bool skip_bad) {
   CsvResult out;
   out.bytes = static_cast<int64_t>(data.size());
+  if (data.size() >= 3 && std::memcmp(data.data(), "\xEF\xBB\xBF", 3) == 0) data.remove_prefix(3);
   const size_t nl = data.find('\n');
   std::string_view header = data.substr(0, nl);
   if (!header.empty() && header.back() == '\r') header.remove_suffix(1);

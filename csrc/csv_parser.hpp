@@ -3,7 +3,9 @@
 //
 // Accepted values (the Python twin accepts exactly the same): subject_id `-?[0-9]+` in int64;
 // time empty (static row), `YYYY-MM-DD`, or `YYYY-MM-DD[T ]HH:MM[:SS[.ffffff]]`; code non-empty,
-// no '"'; numeric_value empty or `[+-]?(digits[.digits]|.digits)([eE][+-]?digits)?`.
+// no '"'; numeric_value empty or `[+-]?(digits[.digits]|.digits)([eE][+-]?digits)?` whose float32
+// value is finite (`1e400` is refused as out of range, as `inf` and `nan` are by the syntax). Lines
+// may end in LF or CRLF; a UTF-8 byte order mark before the header is skipped.
 #pragma once
 #include <atomic>
 #include <cstdint>

@@ -4,7 +4,13 @@
 // [SEP] wherever the visit changes. Truncation keeps [CLS] plus the most recent max_len-1 tokens
 // and never starts the kept window with a [SEP]. Per token: age in months (-1 for [CLS] and when the
 // birth day is unknown), visit number within the window (1, 2, ...; 0 for [CLS]; a [SEP] carries the visit it
-// closes), months since the subject's first event, segment = visit % 2.
+// closes), months since the subject's first event, segment = visit % 2, and the time inputs:
+// days_before = reference day - the token's day ([CLS] 0, a [SEP] takes the last day of the visit it
+// closes) and gap_days = days from the event before a visit's first event to that first event (every
+// token of the visit and its [SEP]; -1 when nothing came before), with the [CLS] carrying the gap from
+// the last kept event to the reference (the prediction time as an input; -1 without events).
+// The reference day is `reference[i]` when given, else the cutoff day, else the last day of the month
+// of the subject's last event (docs/internals.md §4).
 // No Python here; claimsfm/data/reference.py holds the pure-Python twin used as the test oracle.
 #pragma once
 #include <cstdint>
@@ -27,7 +33,7 @@ struct StoreView {
 
 struct Sequences {
   std::vector<int64_t> offsets;  // (k+1,)
-  std::vector<int32_t> input_ids, age_months, visit, months;  // (T,)
+  std::vector<int32_t> input_ids, age_months, visit, months, days_before, gap_days;  // (T,)
   std::vector<int8_t> segment;   // (T,)
 };
 
@@ -36,8 +42,9 @@ struct Sequences {
 void sequence_lengths(const StoreView& s, const int64_t* subjects, const int32_t* cutoff, int64_t k,
                       int32_t max_len, int64_t* lengths);
 
-// The sequences of `subjects` (k,) with per-subject cutoff days (or null), CSR in `out`.
-void build_sequences(const StoreView& s, const int64_t* subjects, const int32_t* cutoff, int64_t k,
-                     int32_t max_len, Sequences& out);
+// The sequences of `subjects` (k,) with per-subject cutoff days and reference days (each may be null),
+// CSR in `out`.
+void build_sequences(const StoreView& s, const int64_t* subjects, const int32_t* cutoff, const int32_t* reference,
+                     int64_t k, int32_t max_len, Sequences& out);
 
 }  // namespace claimsfm

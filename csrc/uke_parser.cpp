@@ -16,10 +16,9 @@ void EventColumns::truncate(size_t n) {
 }
 
 void UkeStats::add(const UkeStats& o) {
-  files += o.files, files_rejected += o.files_rejected, receipts += o.receipts;
-  receipts_rejected += o.receipts_rejected, records += o.records;
-  records_unknown += o.records_unknown, records_ignored += o.records_ignored;
-  lines_rejected += o.lines_rejected, bytes += o.bytes;
+#define CLAIMSFM_STAT_ADD(name) name += o.name;
+  CLAIMSFM_UKE_STATS(CLAIMSFM_STAT_ADD)
+#undef CLAIMSFM_STAT_ADD
 }
 
 std::string code_name(uint64_t packed) {
@@ -67,14 +66,23 @@ const RecordSpec kSpecs[] = {{kIR, 5, 10}, {kRE, 7, 38}, {tag("HO"), 4, 15}, {ta
 const uint16_t kIgnored[] = {tag("SN"), tag("JD"), tag("MF"), tag("GR"),
                              tag("SJ"), tag("TI"), tag("TR"), tag("TS")};
 
-// Fields that may identify a patient; they are masked in rejects.txt (1-based positions).
-bool identifying(std::string_view id, size_t pos) {
-  if (id == "RE") return !(pos <= 4 || pos == 6 || pos == 7);
-  if (id == "HO") return !(pos == 1 || pos == 5 || pos == 6);
-  if (id == "KO") return pos == 2 || pos == 3;
-  for (const char* safe : {"IR", "SY", "SI", "IY", "TO", "CO", "GO"})
-    if (id == safe) return false;
-  return pos >= 2;  // unknown record: keep only its ID
+// A reject excerpt shows, besides the record ID, only code and count fields (1-based positions)
+// that come before the record's first free-text or identifying field: a stray comma inside a name,
+// card number or comment shifts only the fields after it, never these. Everything else is masked.
+size_t last_shown(uint16_t t) {
+  if (t == kIR) return 5;  // payer, prefecture, fee table, facility code
+  if (t == kRE) return 3;  // receipt number, receipt type
+  if (t == kSY) return 5;  // disease code, (start date: masked), outcome, modifier codes
+  if (t == kSI || t == kIY) return 7;  // category, payer split, code, quantity, points, count
+  if (t == kTO) return 9;  // ... unit code, unit price
+  if (t == tag("CO") || t == kGO) return 4;
+  return 0;  // HO, KO and unknown records: nothing but the ID
+}
+bool shown(uint16_t t, size_t pos) { return pos >= 2 && pos <= last_shown(t) && !(t == kSY && pos == 3); }
+constexpr size_t kExcerptMaxValue = 12;  // a longer field is masked even when it is all digits
+
+bool record_id_ok(std::string_view id) {
+  return id.size() == 2 && id[0] >= 'A' && id[0] <= 'Z' && id[1] >= 'A' && id[1] <= 'Z';
 }
 
 struct Receipt {
@@ -152,18 +160,25 @@ bool Parser::reject(std::string_view text, int64_t lineno, const std::string& re
 }
 
 std::string Parser::mask(std::string_view text) {
+  if (text.empty()) return "";
   const std::string_view id = text.substr(0, text.find(','));
-  std::string out;
-  size_t pos = 0;
-  for (size_t i = 1;; ++i) {
+  const uint16_t t = record_id_ok(id) ? tag_of(id) : 0;
+  std::string out = t ? std::string(id) : "?";
+  size_t n = 1;
+  for (const char c : text) n += c == ',';
+  const size_t last = last_shown(t);
+  size_t pos = id.size() < text.size() ? id.size() + 1 : text.size();
+  for (size_t i = 2; i <= last && i <= n; ++i) {
     const size_t comma = text.find(',', pos);
-    const std::string_view field = text.substr(pos, comma == std::string_view::npos ? text.npos : comma - pos);
-    if (i > 1) out += ',';
-    if (identifying(id, i) && !field.empty()) out += "***";
-    else out.append(field.data(), field.size());
-    if (comma == std::string_view::npos) return out;
-    pos = comma + 1;
+    const size_t end = comma == std::string_view::npos ? text.size() : comma;
+    const std::string_view field = text.substr(pos, end - pos);
+    out += ',';
+    if (shown(t, i) && field.size() <= kExcerptMaxValue && all_digits(field, field.size())) out.append(field);
+    else if (!field.empty()) out += "***";
+    pos = end + 1;
   }
+  if (n > last && n > 1) out += ",...(" + std::to_string(n) + " fields)";
+  return out;
 }
 
 int32_t Parser::intern_code(CodeKind kind, uint64_t number) {
@@ -212,6 +227,8 @@ void Parser::close_receipt() {
 const char* Parser::record_ir() {
   std::string_view code = f_[4];
   if (!all_digits(code, 7)) return "bad facility code in field 5 of IR";
+  int32_t year, month;
+  if (nf_ > 7 && !f_[7].empty() && !parse_month(f_[7], year, month)) return "bad date in field 8 of IR";
   facility_code_.assign(code.data(), code.size());
   facility_ = -1;
   for (size_t i = 0; i < out_.facilities.size(); ++i)
@@ -226,13 +243,15 @@ const char* Parser::record_ir() {
 const char* Parser::record_re() {
   if (facility_ < 0) return "RE record before any IR";
   if (!all_digits(f_[2], 4)) return "bad receipt type in field 3 of RE";
+  if (!valid_receipt_type(f_[2])) return "unknown receipt type in field 3 of RE";
   if (!parse_month(f_[3], rc_.year, rc_.month)) return "bad date in field 4 of RE";
   if (f_[5] != "1" && f_[5] != "2") return "bad sex in field 6 of RE";
   if (!parse_date(f_[6], rc_.birth)) return "bad date in field 7 of RE";
-  rc_.inpatient = (f_[2][3] - '0') % 2 == 1;
-  rc_.sex = f_[5][0];
   rc_.month_first = days_from_civil(rc_.year, rc_.month, 1);
   rc_.month_last = rc_.month_first + days_in_month(rc_.year, rc_.month) - 1;
+  if (rc_.birth > rc_.month_last) return "birth date after the treatment month in field 7 of RE";
+  rc_.inpatient = (f_[2][3] - '0') % 2 == 1;
+  rc_.sex = f_[5][0];
   const std::string birth = std::to_string(rc_.birth);
   const std::string_view sex(&rc_.sex, 1);
   std::string_view chart = nf_ > 13 ? trim_spaces(f_[13]) : std::string_view();
@@ -380,7 +399,18 @@ FileResult parse_uke_buffer(std::string_view data, int32_t file_index, const Uke
   out.stats.bytes = static_cast<int64_t>(data.size());
   if (data.size() >= 3 && std::memcmp(data.data(), "\xEF\xBB\xBF", 3) == 0) data.remove_prefix(3);
   while (!data.empty() && data.back() == '\x1a') data.remove_suffix(1);
-  if (data.empty()) {
+  // The end-of-file mark 0x1A ends the data; records after one in mid-file (two files joined, a
+  // damaged copy) are an error at the line that holds the mark. Parse only the lines before it.
+  int64_t eof_line = 0;
+  if (const void* eof = std::memchr(data.data(), '\x1a', data.size())) {
+    const size_t at = static_cast<const char*>(eof) - data.data();
+    size_t start = at;
+    while (start > 0 && data[start - 1] != '\n') --start;
+    eof_line = 1;
+    for (size_t i = 0; i < start; ++i) eof_line += data[i] == '\n';
+    data = data.substr(0, start);
+  }
+  if (data.empty() && eof_line == 0) {
     out.rejects.push_back({file_index, 0, "empty file", ""});
     out.stats.files_rejected = 1;
     return out;
@@ -410,8 +440,12 @@ FileResult parse_uke_buffer(std::string_view data, int32_t file_index, const Uke
     pos = end + 1;
     if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
     if (text.empty()) continue;
-    if (!parser.line(text, lineno)) break;
+    if (!parser.line(text, lineno)) {
+      eof_line = 0;  // stopped at an earlier error
+      break;
+    }
   }
+  if (eof_line > 0) parser.reject(std::string_view(), eof_line, "data after the end-of-file mark 0x1A");
   parser.finish();
   return out;
 }

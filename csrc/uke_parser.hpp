@@ -43,12 +43,18 @@ struct Reject {
   int32_t file;        // index into the input paths
   int64_t line;        // 1-based; 0 for a whole-file problem
   std::string reason;  // never contains a field value
-  std::string text;    // the bad line with identifying fields masked ("" for a file problem)
+  std::string text;    // short excerpt: record ID, leading code/count fields, *** (Parser::mask); "" if none
 };
 
+// The one list of UkeStats counters: X(name) per field, for the struct, add() and the binding's dict.
+#define CLAIMSFM_UKE_STATS(X)                                                                 \
+  X(files) X(files_rejected) X(receipts) X(receipts_rejected) X(records) X(records_unknown) \
+  X(records_ignored) X(lines_rejected) X(bytes)
+
 struct UkeStats {
-  int64_t files = 0, files_rejected = 0, receipts = 0, receipts_rejected = 0, records = 0,
-          records_unknown = 0, records_ignored = 0, lines_rejected = 0, bytes = 0;
+#define CLAIMSFM_STAT_FIELD(name) int64_t name = 0;
+  CLAIMSFM_UKE_STATS(CLAIMSFM_STAT_FIELD)
+#undef CLAIMSFM_STAT_FIELD
   void add(const UkeStats& o);
 };
 

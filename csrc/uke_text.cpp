@@ -256,4 +256,16 @@ bool parse_date(std::string_view s, int32_t& day) {
   return true;
 }
 
+// Receipt types (レセプト種別, uke-format.md §4): 医科 (1), then insurance kind 1-4, payer count and
+// the patient class digit within the limits of that kind.
+bool valid_receipt_type(std::string_view s) {
+  if (!all_digits(s, 4) || s[0] != '1' || s[1] < '1' || s[1] > '4') return false;
+  const char payers = s[2], cls = s[3];
+  if (s[1] == '2') return payers >= '1' && payers <= '4' && (cls == '1' || cls == '2');
+  if (payers < '1' || payers > '5') return false;
+  if (s[1] == '3') return cls == '7' || cls == '8' || cls == '9' || cls == '0';
+  if (s[1] == '4') return cls >= '1' && cls <= '6';
+  return true;
+}
+
 }  // namespace claimsfm

@@ -50,5 +50,7 @@ bool all_digits(std::string_view s, size_t width);
 bool parse_month(std::string_view s, int32_t& year, int32_t& month);
 // Date: YYYYMMDD (8) or era GYYMMDD (7) -> days since 1970-01-01. False when invalid.
 bool parse_date(std::string_view s, int32_t& day);
+// Receipt type (レセプト種別, uke-format.md §4) in the table: 医科, insurance kind, payers, class digit.
+bool valid_receipt_type(std::string_view s);
 
 }  // namespace claimsfm

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from claimsfm.tasks.cohort import age_years, count_le, month_end_day, month_of_day
+from claimsfm.data.format import month_end_day, month_of_day
+from claimsfm.tasks.cohort import age_years, count_le
 
 DENSE = ("age_years", "sex_m", "sex_f", "n_events", "n_visits", "history_months")
 _CHUNK_EVENTS = 5_000_000  # events gathered per chunk of rows: bounds peak memory

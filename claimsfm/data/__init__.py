@@ -6,9 +6,20 @@ pure-Python twin in claimsfm.data.reference); `PretrainLoader` yields MLM batche
 Nothing here imports torch at module level.
 """
 from claimsfm.data.collate import collate
+from claimsfm.data.format import FORMAT_VERSION
 from claimsfm.data.loader import PretrainLoader
 from claimsfm.data.sequences import Sequences, build_sequences, pack_lengths, sequence_lengths
-from claimsfm.data.store import FORMAT_VERSION, Store, build_store, open_store
+from claimsfm.data.store import Store, open_store
 
-__all__ = ["FORMAT_VERSION", "PretrainLoader", "Sequences", "Store", "build_sequences", "build_store", "collate", "open_store",
-           "pack_lengths", "sequence_lengths"]
+
+def __getattr__(name):
+    # build_store pulls pyarrow, which readers of a store never need.
+    if name == "build_store":
+        from claimsfm.data.build import build_store
+
+        return build_store
+    raise AttributeError(f"module 'claimsfm.data' has no attribute {name!r}")
+
+
+__all__ = ["FORMAT_VERSION", "PretrainLoader", "Sequences", "Store", "build_sequences", "build_store", "collate",
+           "open_store", "pack_lengths", "sequence_lengths"]

@@ -7,7 +7,6 @@ final positions. Only one shard is in memory at a time.
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,15 +17,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from claimsfm import __version__
-from claimsfm.data import store as S
-from claimsfm.data.sequences import native
+from claimsfm.data import format as F
+from claimsfm.data.format import BIRTH, CODE_LEVELS, DEATH, INPATIENT, SEX_CODES, month_of_day
+from claimsfm.data.store import Store
 from claimsfm.errors import ClaimsfmError, located
 from claimsfm.io import atomic_dir, write_json
-from claimsfm.splits import SPLITS, split_codes
+from claimsfm.native import native
+from claimsfm.splits import SPLITS, TRAIN, split_codes
 
-CODE_LEVELS = ("raw", "mapped")
-BIRTH, DEATH, INPATIENT = "MEDS_BIRTH", "MEDS_DEATH", "JPVISIT//INPATIENT"
-SEX_CODES = {"SEX//M": 1, "SEX//F": 2}
 _US_PER_DAY = 86_400_000_000
 
 
@@ -34,12 +32,6 @@ def _progress(items, desc):
     from tqdm.auto import tqdm
 
     return tqdm(items, desc=desc, unit="shard", disable=None, leave=False)
-
-
-def months_of_days(day: np.ndarray) -> np.ndarray:
-    """Month index (year*12 + month-1) of each day since 1970-01-01.  (N,) int32 -> (N,) int32"""
-    m = np.asarray(day, dtype=np.int64).astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
-    return (m + 1970 * 12).astype(np.int32)
 
 
 @dataclass
@@ -74,7 +66,7 @@ def _read_shard(path: Path) -> _Shard:
     n = len(t)
     value = (pc.fill_null(pc.cast(t["numeric_value"], pa.float32()), float("nan")).to_numpy()
              if "numeric_value" in names else np.full(n, np.nan, np.float32))
-    susp = (pc.fill_null(t["suspected"], False).to_numpy(zero_copy_only=False).astype(bool)
+    susp = (pc.fill_null(pc.cast(t["suspected"], pa.bool_()), False).to_numpy(zero_copy_only=False).astype(bool)
             if "suspected" in names else np.zeros(n, bool))
     return _Shard(path, sid.to_numpy(), dated, np.floor_divide(us, _US_PER_DAY).astype(np.int32), code,
                   value.astype(np.float32), t["facility"] if "facility" in names else None, susp)
@@ -131,13 +123,13 @@ def _scan(path: Path, splits: _Splits) -> _Scan:
     scan = _Scan(path, ids, np.bincount(inverse[ev], minlength=len(ids)).astype(np.int64), split)
     vc = pc.value_counts(sh.code)
     scan.code_counts.update(dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())))
-    train_ev = ev & (split[inverse] == 0)
+    train_ev = ev & (split[inverse] == TRAIN)
     if train_ev.any():
         t = pa.table({"code": sh.code, "suspected": pa.array(sh.suspected)}).filter(pa.array(train_ev))
         g = t.group_by(["code", "suspected"]).aggregate([("code", "count")])
         for c, s, k in zip(g["code"].to_pylist(), g["suspected"].to_pylist(), g["code_count"].to_pylist()):
             scan.train_counts[(c, bool(s))] += k
-    months = months_of_days(sh.day[ev])
+    months = month_of_day(sh.day[ev])
     if len(months):
         scan.month_range = (int(months.min()), int(months.max()))
     return scan
@@ -158,7 +150,8 @@ def _token_name(code: str, suspected: bool, parents: dict, code_level: str) -> s
     base = code
     if code_level == "mapped" and parents.get(code):
         base = parents[code][-1]  # the coarsest parent: ICD-10 3-char, YJ4 class, 区分 section
-    return base + S.SUSPECTED_SUFFIX if suspected else base
+    base = F.escape_code(base)  # a code named like a special token ([MASK], ...) must not collapse onto it
+    return base + F.SUSPECTED_SUFFIX if suspected else base
 
 
 def _make_vocab(train_counts: Counter, parents, code_level, min_count) -> dict[str, int]:
@@ -166,13 +159,13 @@ def _make_vocab(train_counts: Counter, parents, code_level, min_count) -> dict[s
     for (code, susp), k in train_counts.items():
         counts[_token_name(code, susp, parents, code_level)] += k
     kept = sorted((t for t, k in counts.items() if k >= min_count), key=lambda t: (-counts[t], t))
-    return {tok: i for i, tok in enumerate(list(S.SPECIALS) + kept)}
+    return {tok: i for i, tok in enumerate(list(F.SPECIALS) + kept)}
 
 
 def _token_tables(code_names, vocab, parents, code_level) -> tuple[np.ndarray, np.ndarray]:
     """(n_codes,) int32 token id of each raw code, plain and suspected."""
-    plain = np.array([vocab.get(_token_name(c, False, parents, code_level), S.UNK) for c in code_names], np.int32)
-    susp = np.array([vocab.get(_token_name(c, True, parents, code_level), S.UNK) for c in code_names], np.int32)
+    plain = np.array([vocab.get(_token_name(c, False, parents, code_level), F.UNK) for c in code_names], np.int32)
+    susp = np.array([vocab.get(_token_name(c, True, parents, code_level), F.UNK) for c in code_names], np.int32)
     return plain, susp
 
 
@@ -209,7 +202,7 @@ def _shard_events(sh: _Shard, inverse: np.ndarray, code_index: pa.Array, tokens)
     inpatient = (code == code_index.index(INPATIENT).as_py()).astype(np.uint8)
     o, visit, inp = native().order_events(sid.astype(np.int64), day, _facility_ids(sh, ev), code, inpatient,
                                           int(inverse.max(initial=-1)) + 1)
-    flags = susp.astype(np.uint8) * S.FLAG_SUSPECTED | inp.astype(np.uint8) * S.FLAG_INPATIENT
+    flags = susp.astype(np.uint8) * F.FLAG_SUSPECTED | inp.astype(np.uint8) * F.FLAG_INPATIENT
     plain, suspected = tokens
     token = np.where(susp, suspected[code], plain[code]).astype(np.int32)
     return {"sid": sid[o], "code": code[o], "token": token[o], "day": day[o], "visit": visit[o],
@@ -247,7 +240,7 @@ def _write_shard(mm: dict, scan: _Scan, rows: np.ndarray, code_index, tokens) ->
     local_start = np.cumsum(scan.n_events) - scan.n_events
     dest = (np.repeat(mm["offsets"][rows], scan.n_events)
             + np.arange(len(ev["sid"])) - np.repeat(local_start, scan.n_events))
-    for name in S.EVENT_ARRAYS:
+    for name in F.EVENT_ARRAYS:
         mm[name][dest] = ev[name]
 
 
@@ -271,8 +264,22 @@ def _merge_scans(scans: list[_Scan]):
     return code_counts, train_counts, first, last
 
 
-def build(meds_dir: Path, out_dir: Path, min_count: int, code_level: str, overwrite: bool) -> None:
-    """See claimsfm.data.store.build_store."""
+def build_store(meds_dir, out_dir, min_count: int = 5, code_level: str = "raw", overwrite: bool = True,
+                source=None) -> Store:
+    """Build the token store of the MEDS dataset `meds_dir` into `out_dir` and open it.
+
+    Streams one MEDS shard at a time (two passes: counts, then arrays written into memory-mapped
+    `.npy` files), so the dataset may be larger than RAM. `code_level` is "raw" (receipt codes) or
+    "mapped" (a code's coarsest parent in metadata/codes.parquet, e.g. ICD10//E11, YJ//3969);
+    tokens seen fewer than `min_count` times in the train split become [UNK].
+    """
+    build(Path(meds_dir), Path(out_dir), min_count=min_count, code_level=code_level, overwrite=overwrite,
+          source=source)
+    return Store(out_dir)
+
+
+def build(meds_dir: Path, out_dir: Path, min_count: int, code_level: str, overwrite: bool, source=None) -> None:
+    """Write the store (see build_store) without opening it."""
     if code_level not in CODE_LEVELS:
         raise ClaimsfmError(f"--code-level must be one of {', '.join(CODE_LEVELS)}, got {code_level!r}")
     if min_count < 1:
@@ -293,7 +300,7 @@ def build(meds_dir: Path, out_dir: Path, min_count: int, code_level: str, overwr
     try:
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:
             mm = {}
-            for name, (dtype, kind) in S.ARRAYS.items():
+            for name, (dtype, kind) in F.ARRAYS.items():
                 size = {"subjects": n, "offsets": n + 1, "events": n_events}[kind]
                 mm[name] = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype, shape=(size,))
             mm["offsets"][:] = offsets
@@ -307,10 +314,10 @@ def build(meds_dir: Path, out_dir: Path, min_count: int, code_level: str, overwr
             write_json(tmp / "codes.json", [{"code": c, "parents": parents.get(c, []), "count": code_counts[c]}
                                             for c in code_names])
             write_json(tmp / "format.json", {
-                "FORMAT_VERSION": S.FORMAT_VERSION, "n_subjects": n, "n_events": n_events,
+                "FORMAT_VERSION": F.FORMAT_VERSION, "n_subjects": n, "n_events": n_events,
                 "n_codes": len(code_names), "vocab_size": len(vocab), "code_level": code_level,
-                "min_count": min_count, "vocab_split": "train", "first_month": first_month,
-                "last_month": last_month, "source": str(meds_dir), "claimsfm_version": __version__,
+                "min_count": min_count, "vocab_split": SPLITS[TRAIN], "first_month": first_month,
+                "last_month": last_month, "source": str(source or meds_dir), "claimsfm_version": __version__,
             })
     except FileExistsError:
         raise ClaimsfmError(f"{out_dir}: already exists (pass overwrite=True / --overwrite)") from None

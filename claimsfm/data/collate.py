@@ -12,6 +12,8 @@ from claimsfm.errors import ClaimsfmError
 
 MASK_PROB = 0.15
 LAYOUTS = ("varlen", "padded")
+# The per-token batch keys: Sequences fields of the same names, plus the MLM labels.
+TOKEN_KEYS = ("input_ids", "age_months", "visit", "segment", "days_before", "gap_days", "labels")
 
 
 def _check_mlm(mlm) -> tuple[int, int, int]:
@@ -34,10 +36,7 @@ def gather(seqs: Sequences, idx) -> dict[str, np.ndarray]:
     np.cumsum(lens, out=cu[1:])
     shift = np.repeat(cu[:-1], lens)
     src = np.repeat(seqs.offsets[idx], lens) + np.arange(cu[-1]) - shift
-    return {
-        "input_ids": seqs.input_ids[src], "age": seqs.age_months[src], "visit": seqs.visit[src],
-        "segment": seqs.segment[src], "position_ids": np.arange(cu[-1]) - shift, "cu_seqlens": cu,
-    }
+    return {"cu_seqlens": cu, **{key: getattr(seqs, key)[src] for key in TOKEN_KEYS if key != "labels"}}
 
 
 def mask_tokens(input_ids, cu_seqlens, vocab_size: int, mlm, mask_prob: float = MASK_PROB):
@@ -52,9 +51,9 @@ def mask_tokens(input_ids, cu_seqlens, vocab_size: int, mlm, mask_prob: float = 
 def _padded(flat: dict, lens: np.ndarray) -> dict[str, np.ndarray]:
     B, L = len(lens), int(lens.max()) if len(lens) else 0
     rows = np.repeat(np.arange(B), lens)
-    cols = flat["position_ids"]
+    cols = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)  # position inside the sequence
     out = {}
-    for key in ("input_ids", "age", "visit", "segment", "position_ids", "labels"):
+    for key in TOKEN_KEYS:
         if key in flat:
             grid = np.full((B, L), -100 if key == "labels" else 0, dtype=np.int64)
             grid[rows, cols] = flat[key]
@@ -69,7 +68,7 @@ def collate(seqs: Sequences, idx, mlm=None, layout: str = "varlen", row_tokens: 
             mask_prob: float = MASK_PROB) -> dict:
     """A batch of sequences `idx` (in that order) as a dict of torch tensors.
 
-    varlen: input_ids, age, visit, segment, position_ids (T,) long; cu_seqlens (B+1,) int32;
+    varlen: input_ids, age_months, visit, segment, days_before, gap_days (T,) long; cu_seqlens (B+1,) int32;
     max_seqlen int; seq_row (B,) long, the row of each sequence when the batch is packed
     first-fit-decreasing into rows of `row_tokens` (default seqs.max_len) for models that want
     fixed-length rows; labels (T,) long with -100 off target (only when mlm = (seed, epoch, step)).

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from claimsfm.data.collate import MASK_PROB, collate
-from claimsfm.data.sequences import build_sequences, pack_lengths, sequence_lengths
+from claimsfm.data.sequences import build_sequences, pack_lengths, pretrain_reference, sequence_lengths
 from claimsfm.data.store import Store, open_store
 from claimsfm.errors import ClaimsfmError
 from claimsfm.optional import torch as _torch
-from claimsfm.splits import SPLITS
+from claimsfm.splits import SPLITS, TRAIN_NAME
 
 
 class PretrainLoader:
@@ -31,7 +31,7 @@ class PretrainLoader:
     next epoch; state_dict() = {"epoch", "step"} of the next batch to be yielded.
     """
 
-    def __init__(self, store, split: str = "train", max_len: int = 512, batch_tokens: int = 16384, seed: int = 0,
+    def __init__(self, store, split: str = TRAIN_NAME, max_len: int = 512, batch_tokens: int = 16384, seed: int = 0,
                  rank: int = 0, world_size: int = 1, num_workers: int = 0, layout: str = "varlen",
                  chunk_subjects: int = 65536, mask_prob: float = MASK_PROB, pin_memory: bool = False):
         self.store = store if isinstance(store, Store) else open_store(Path(store))
@@ -84,7 +84,8 @@ class PretrainLoader:
     def batch(self, epoch: int, step: int) -> dict:
         """Batch `step` of `epoch` on this rank (a pure function of the settings and these numbers)."""
         subjects = self.plan(epoch)[step]
-        seqs = build_sequences(self.store, subjects, None, self.max_len)
+        reference = pretrain_reference(self.store, subjects, self.seed, epoch)
+        seqs = build_sequences(self.store, subjects, None, self.max_len, reference)
         # The masking stream of a rank: steps are interleaved so no two ranks share a key.
         mlm = (self.seed, epoch, step * self.world_size + self.rank)
         return collate(seqs, np.arange(len(subjects)), mlm=mlm, layout=self.layout, row_tokens=self.max_len,

@@ -9,8 +9,8 @@ import datetime as dt
 
 import numpy as np
 
+from claimsfm.data.format import CLS, MASK, N_SPECIAL, SEP, month_of_day
 from claimsfm.data.sequences import Sequences, check_request
-from claimsfm.data.store import CLS, MASK, N_SPECIAL, SEP
 
 _EPOCH = dt.date(1970, 1, 1).toordinal()
 _M64 = (1 << 64) - 1
@@ -35,41 +35,54 @@ def _window(visits: list[int], max_len: int) -> int:
     return start
 
 
-def _one_sequence(store, row: int, cutoff, max_len: int) -> list[tuple]:
+def _month_end_day(day: int) -> int:
+    d = dt.date.fromordinal(_EPOCH + int(day))
+    nxt = dt.date(d.year + d.month // 12, d.month % 12 + 1, 1)
+    return nxt.toordinal() - 1 - _EPOCH
+
+
+def _one_sequence(store, row: int, cutoff, reference, max_len: int) -> list[tuple]:
     lo, hi = int(store.offsets[row]), int(store.offsets[row + 1])
     events = [(int(store.token[k]), int(store.day[k]), int(store.visit[k])) for k in range(lo, hi)]
     first_month = _month(events[0][1]) if events else 0
     if cutoff is not None:
         events = [e for e in events if e[1] <= cutoff]
+    if reference is None:
+        reference = cutoff if cutoff is not None else _month_end_day(events[-1][1]) if events else 0
     birth = int(store.birth_day[row])
     age = (lambda m: max(0, m - _month(birth))) if birth >= 0 else (lambda m: -1)
-    out = [(CLS, -1, 0, 0)]  # (id, age, visit, months)
+
+    def token(tok, day, visit, gap):  # (id, age, visit, months, days_before, gap_days)
+        m = _month(day)
+        return (tok, age(m), visit, max(0, m - first_month), reference - day, gap)
+
+    out = [(CLS, -1, 0, 0, 0, reference - events[-1][1] if events else -1)]
     start = _window([e[2] for e in events], max_len)
     visit = 1
+    gap = events[start][1] - events[start - 1][1] if start > 0 else -1
     for k in range(start, len(events)):
-        token, day, v = events[k]
+        tok, day, v = events[k]
         if k > start and v != events[k - 1][2]:
-            pm = _month(events[k - 1][1])
-            out.append((SEP, age(pm), visit, max(0, pm - first_month)))
+            out.append(token(SEP, events[k - 1][1], visit, gap))
             visit += 1
-        m = _month(day)
-        out.append((token, age(m), visit, max(0, m - first_month)))
+            gap = day - events[k - 1][1]
+        out.append(token(tok, day, visit, gap))
     return out
 
 
-def build_sequences(store, subjects, cutoff_day=None, max_len: int = 512) -> Sequences:
+def build_sequences(store, subjects, cutoff_day=None, max_len: int = 512, reference_day=None) -> Sequences:
     """Twin of claimsfm.data.build_sequences."""
     subjects, cutoff_day = check_request(store, subjects, cutoff_day, max_len)
-    seqs = [_one_sequence(store, int(r), None if cutoff_day is None else int(cutoff_day[i]), max_len)
+    ref = check_request(store, subjects, reference_day, max_len)[1]
+    seqs = [_one_sequence(store, int(r), None if cutoff_day is None else int(cutoff_day[i]),
+                          None if ref is None else int(ref[i]), max_len)
             for i, r in enumerate(subjects)]
     flat = [tok for s in seqs for tok in s]
-    cols = list(zip(*flat)) if flat else [(), (), (), ()]
-    visit = np.array(cols[2], dtype=np.int32)
+    cols = [np.array(c, dtype=np.int32) for c in zip(*flat)] if flat else [np.zeros(0, np.int32)] * 6
     return Sequences(
         offsets=np.concatenate([[0], np.cumsum([len(s) for s in seqs])]).astype(np.int64),
-        input_ids=np.array(cols[0], dtype=np.int32), age_months=np.array(cols[1], dtype=np.int32),
-        visit=visit, months=np.array(cols[3], dtype=np.int32), segment=(visit % 2).astype(np.int8),
-        subjects=subjects, max_len=int(max_len), vocab_size=store.vocab_size)
+        input_ids=cols[0], age_months=cols[1], visit=cols[2], months=cols[3], segment=(cols[2] % 2).astype(np.int8),
+        days_before=cols[4], gap_days=cols[5], subjects=subjects, max_len=int(max_len), vocab_size=store.vocab_size)
 
 
 def pack_lengths(lengths, max_tokens: int) -> np.ndarray:
@@ -128,13 +141,11 @@ def order_events(sid, day, fac, code, inpatient, n_subjects: int):
 
     -> (order (N,) int64 by (subject, day, visit, code, position), visit (N,) int32, visit_inpatient (N,) uint8)
     """
-    from claimsfm.data.build import months_of_days
-
     sid, day, fac, code = (np.asarray(a) for a in (sid, day, fac, code))
     n = len(sid)
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.uint8)
-    month = months_of_days(day)
+    month = month_of_day(day)
     o = np.lexsort((day, fac, month, sid))  # groups = (subject, month, facility) runs
     s, m, f = sid[o], month[o], fac[o]
     new = np.ones(n, bool)

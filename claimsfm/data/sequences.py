@@ -11,16 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from claimsfm.errors import ClaimsfmError
-
-
-def native():
-    """The compiled core, with a clear error when the package was installed without it."""
-    try:
-        from claimsfm import _native
-    except ImportError as exc:
-        raise ClaimsfmError(f"claimsfm's C++ core is not built ({exc}); reinstall with "
-                            "`pip install --no-build-isolation -e .`") from None
-    return _native
+from claimsfm.native import native
 
 
 @dataclass
@@ -28,7 +19,8 @@ class Sequences:
     """k sequences in CSR form: sequence i is [offsets[i], offsets[i+1]) of the token arrays.
 
     offsets (k+1,) int64; input_ids, age_months, visit, months (T,) int32; segment (T,) int8;
-    subjects (k,) int64 the store rows they came from; max_len and vocab_size as built.
+    days_before, gap_days (T,) int32 (the time inputs, see build_sequences); subjects (k,) int64 the
+    store rows they came from; max_len and vocab_size as built.
     """
     offsets: np.ndarray
     input_ids: np.ndarray
@@ -36,6 +28,8 @@ class Sequences:
     visit: np.ndarray
     months: np.ndarray
     segment: np.ndarray
+    days_before: np.ndarray
+    gap_days: np.ndarray
     subjects: np.ndarray
     max_len: int
     vocab_size: int
@@ -53,6 +47,15 @@ class Sequences:
         return self.input_ids[self.offsets[i]:self.offsets[i + 1]]
 
 
+def _days(name: str, days, subjects: np.ndarray):
+    if days is None:
+        return None
+    days = np.ascontiguousarray(days, dtype=np.int32).reshape(-1)
+    if days.shape != subjects.shape:
+        raise ClaimsfmError(f"{name} has {len(days)} entries for {len(subjects)} subjects")
+    return days
+
+
 def check_request(store, subjects, cutoff_day, max_len):
     """Validated (subjects (k,) int64, cutoff (k,) int32 or None) for a sequence request."""
     subjects = np.ascontiguousarray(subjects, dtype=np.int64).reshape(-1)
@@ -60,11 +63,7 @@ def check_request(store, subjects, cutoff_day, max_len):
         raise ClaimsfmError(f"subject row index out of range [0, {store.n_subjects})")
     if int(max_len) < 2:
         raise ClaimsfmError(f"--max-len must be >= 2, got {max_len}")
-    if cutoff_day is not None:
-        cutoff_day = np.ascontiguousarray(cutoff_day, dtype=np.int32).reshape(-1)
-        if cutoff_day.shape != subjects.shape:
-            raise ClaimsfmError(f"cutoff_day has {len(cutoff_day)} entries for {len(subjects)} subjects")
-    return subjects, cutoff_day
+    return subjects, _days("cutoff_day", cutoff_day, subjects)
 
 
 def _store_arrays(store):
@@ -80,18 +79,50 @@ def sequence_lengths(store, subjects, cutoff_day=None, max_len: int = 512) -> np
     return native().sequence_lengths(*_store_arrays(store), subjects, cutoff_day, int(max_len))
 
 
-def build_sequences(store, subjects, cutoff_day=None, max_len: int = 512) -> Sequences:
+def build_sequences(store, subjects, cutoff_day=None, max_len: int = 512, reference_day=None) -> Sequences:
     """Sequences of the given store rows: [CLS], then events in time order, [SEP] between visits.
 
+    The one builder of model inputs for pretraining, probe and fine-tuning (design.md §3.3).
     subjects (k,) int64 row indices into the store; cutoff_day (k,) int32 (only events with
     day <= cutoff_day[i] are used) or None for whole histories. Truncation keeps [CLS] and the most
     recent max_len-1 tokens (never opening the kept part with a [SEP]). Per token: age_months (-1 for
     [CLS] and when the birth day is unknown), visit (1, 2, ... within the sequence; 0 for [CLS]; a [SEP] carries the
-    visit it closes), months since the subject's first event, segment = visit % 2.
+    visit it closes), months since the subject's first event, segment = visit % 2, and the time inputs:
+    days_before = reference day - the token's day ([CLS] 0; a [SEP] takes the last day of the visit it
+    closes); gap_days = days from the previous event to the first event of the token's visit (-1 when
+    nothing came before), and on [CLS] the days from the last kept event to the reference (-1 without events).
+    reference_day (k,) int32: the reference of each sequence; default the cutoff day (the prediction
+    time), or without a cutoff the last day of the month of the subject's last event.
     """
     subjects, cutoff_day = check_request(store, subjects, cutoff_day, max_len)
-    parts = native().build_sequences(*_store_arrays(store), subjects, cutoff_day, int(max_len))
+    reference_day = _days("reference_day", reference_day, subjects)
+    parts = native().build_sequences(*_store_arrays(store), subjects, cutoff_day, reference_day, int(max_len))
     return Sequences(*parts, subjects=subjects, max_len=int(max_len), vocab_size=store.vocab_size)
+
+
+# Pretraining references: the end of the last event's month, or with probability 1/2 that many months
+# later (1..PRETRAIN_MAX_GAP_MONTHS, uniform), so that the [CLS] gap and the days before the reference
+# cover what prediction times show (a prediction time often falls months after the last claim).
+PRETRAIN_MAX_GAP_MONTHS = 24
+
+
+def pretrain_reference(store, subjects, seed: int, epoch: int) -> np.ndarray:
+    """Reference day of each pretraining sequence, keyed by (seed, epoch, store row).  (k,) -> (k,) int32
+
+    Subjects without events get the end of the store's last month (their [CLS] has no time anyway).
+    """
+    from claimsfm.data.format import month_end_day, month_of_day
+    from claimsfm.splits import splitmix64
+
+    subjects = np.asarray(subjects, dtype=np.int64)
+    ends = np.asarray(store.offsets)[subjects + 1]
+    has = ends > np.asarray(store.offsets)[subjects]
+    month = np.where(has, month_of_day(np.asarray(store.day)[np.maximum(ends - 1, 0)]), store.last_month)
+    key = splitmix64(splitmix64(np.array([seed, epoch], dtype=np.int64)).sum() + subjects.astype(np.uint64))
+    later = (key >> np.uint64(63)) == 1
+    gap = np.where(later, 1 + (key % np.uint64(PRETRAIN_MAX_GAP_MONTHS)).astype(np.int64), 0)
+    end = month_end_day(month + gap)
+    return end.astype(np.int64).astype(np.int32)
 
 
 def pack_lengths(lengths, max_tokens: int) -> np.ndarray:

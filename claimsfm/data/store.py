@@ -1,5 +1,6 @@
 """The token store: a memory-mapped, versioned CSR view of a MEDS dataset (design.md §3.2).
 
+This module only reads: `claimsfm.data.build` writes a store, `claimsfm.data.format` holds the schema.
 On disk (`<data>/store/`): `format.json` (FORMAT_VERSION, counts, settings, month range),
 `vocab.json` (token -> id, specials first), `codes.json` (every raw code with its parent codes)
 and one `.npy` per array. Opening maps the arrays read-only (`np.load(mmap_mode="r")`), so a store
@@ -7,39 +8,13 @@ larger than RAM costs only the pages a reader touches.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from claimsfm.data.format import ARRAYS, FORMAT_VERSION
 from claimsfm.errors import ClaimsfmError
-
-FORMAT_VERSION = 1
-SPECIALS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]")
-PAD, CLS, SEP, MASK, UNK = range(len(SPECIALS))
-N_SPECIAL = len(SPECIALS)
-SUSPECTED_SUFFIX = "//S"
-FLAG_SUSPECTED = 1
-FLAG_INPATIENT = 2
-
-# name -> (dtype, length: "subjects" (n,), "offsets" (n+1,), "events" (N,))
-SUBJECT_ARRAYS = {
-    "subject_ids": (np.int64, "subjects"),
-    "split": (np.uint8, "subjects"),
-    "birth_day": (np.int32, "subjects"),
-    "sex": (np.int8, "subjects"),
-    "death_day": (np.int32, "subjects"),
-    "offsets": (np.int64, "offsets"),
-}
-EVENT_ARRAYS = {
-    "code": (np.int32, "events"),
-    "token": (np.int32, "events"),
-    "day": (np.int32, "events"),
-    "visit": (np.int32, "events"),
-    "flags": (np.uint8, "events"),
-    "value": (np.float32, "events"),
-}
-ARRAYS = {**SUBJECT_ARRAYS, **EVENT_ARRAYS}
+from claimsfm.io import read_json
 
 
 def resolve_store_dir(path) -> Path:
@@ -48,7 +23,8 @@ def resolve_store_dir(path) -> Path:
     for cand in (path, path / "store"):
         if (cand / "format.json").is_file():
             return cand
-    raise ClaimsfmError(f"{path}: no token store found (no format.json here or in store/); build it with `claimsfm ingest`")
+    raise ClaimsfmError(f"{path}: no token store found (no format.json here or in store/); "
+                        "build it with `claimsfm ingest`")
 
 
 class Store:
@@ -64,22 +40,24 @@ class Store:
     def __init__(self, path):
         self.path = resolve_store_dir(path)
         fmt_path = self.path / "format.json"
-        try:
-            self.format = json.loads(fmt_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ClaimsfmError(f"{fmt_path}: unreadable store header ({exc})") from None
+        self.format = read_json(fmt_path)
         version = self.format.get("FORMAT_VERSION")
         if version != FORMAT_VERSION:
             raise ClaimsfmError(
                 f"{fmt_path}: token store format version {version}, but this claimsfm reads version "
                 f"{FORMAT_VERSION}; rebuild the store with `claimsfm ingest`"
             )
-        self.n_subjects = int(self.format["n_subjects"])
-        self.n_events = int(self.format["n_events"])
-        self.code_level = self.format["code_level"]
-        self.min_count = int(self.format["min_count"])
-        self.first_month = self.format["first_month"]
-        self.last_month = self.format["last_month"]
+        try:
+            self.n_subjects = int(self.format["n_subjects"])
+            self.n_events = int(self.format["n_events"])
+            self.code_level = self.format["code_level"]
+            self.min_count = int(self.format["min_count"])
+            self.first_month = self.format["first_month"]
+            self.last_month = self.format["last_month"]
+        except KeyError as exc:
+            raise ClaimsfmError(f"{fmt_path}: missing key {exc}; the store is damaged, rebuild it") from None
+        except (TypeError, ValueError) as exc:
+            raise ClaimsfmError(f"{fmt_path}: bad value ({exc}); the store is damaged, rebuild it") from None
         self._map_arrays()
         self._load_vocab()
 
@@ -99,15 +77,24 @@ class Store:
             setattr(self, name, arr)
 
     def _load_vocab(self) -> None:
-        self.vocab: dict[str, int] = json.loads((self.path / "vocab.json").read_text(encoding="utf-8"))
+        path = self.path / "vocab.json"
+        self.vocab: dict[str, int] = read_json(path)
         self.vocab_size = len(self.vocab)
+        ids = list(self.vocab.values())
+        if not all(type(i) is int for i in ids) or sorted(ids) != list(range(self.vocab_size)):
+            raise ClaimsfmError(f"{path}: token ids are not 0..{self.vocab_size - 1}; the store is damaged, rebuild it")
         self.id_to_token = [""] * self.vocab_size
         for tok, i in self.vocab.items():
             self.id_to_token[i] = tok
-        codes = json.loads((self.path / "codes.json").read_text(encoding="utf-8"))
-        self.code_names: list[str] = [c["code"] for c in codes]
-        self.code_parents: list[list[str]] = [c["parents"] for c in codes]
-        self.code_counts = np.array([c["count"] for c in codes], dtype=np.int64)
+        path = self.path / "codes.json"
+        codes = read_json(path, list)
+        try:
+            self.code_names: list[str] = [str(c["code"]) for c in codes]
+            self.code_parents: list[list[str]] = [list(c["parents"]) for c in codes]
+            self.code_counts = np.array([c["count"] for c in codes], dtype=np.int64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ClaimsfmError(f"{path}: not a list of {{code, parents, count}} ({type(exc).__name__}: {exc}); "
+                                "the store is damaged, rebuild it") from None
 
     def __getstate__(self):
         # Pickle the location, not the mapped data: DataLoader workers reopen the maps.
@@ -148,16 +135,3 @@ def open_store(path) -> Store:
     """
     return Store(path)
 
-
-def build_store(meds_dir, out_dir, min_count: int = 5, code_level: str = "raw", overwrite: bool = True) -> Store:
-    """Build the token store of the MEDS dataset `meds_dir` into `out_dir` and open it.
-
-    Streams one MEDS shard at a time (two passes: counts, then arrays written into memory-mapped
-    `.npy` files), so the dataset may be larger than RAM. `code_level` is "raw" (receipt codes) or
-    "mapped" (a code's coarsest parent in metadata/codes.parquet, e.g. ICD10//E11, YJ//3969);
-    tokens seen fewer than `min_count` times in the train split become [UNK].
-    """
-    from claimsfm.data.build import build
-
-    build(Path(meds_dir), Path(out_dir), min_count=min_count, code_level=code_level, overwrite=overwrite)
-    return Store(out_dir)

@@ -1,1 +1,19 @@
-"""Evaluation: metrics with patient bootstrap, fine-tuning / linear probe of a checkpoint, `run`."""
+"""Evaluation: metrics with patient bootstrap, fine-tuning / linear probe of a checkpoint, `run`.
+
+The choices and limits shared by `evaluate`, `sweep` and the command line live here (no heavy imports).
+"""
+from claimsfm.errors import ClaimsfmError
+
+MODES = ("finetune", "probe")  # how the FM is adapted to a task: full fine-tuning | frozen encoder + probe
+BASELINES = ("lightgbm",)      # baseline models `--baselines` may name
+MIN_N_BOOT = 100               # fewer bootstrap resamples give CIs too coarse to compare scales
+
+
+def check_n_boot(n_boot: int) -> None:
+    if n_boot < MIN_N_BOOT:
+        raise ClaimsfmError(f"--n-boot must be at least {MIN_N_BOOT}, got {n_boot}")
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ClaimsfmError(f"--mode must be one of {', '.join(MODES)}, not '{mode}'")

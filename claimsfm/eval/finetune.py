@@ -6,9 +6,13 @@ Both read a per-sequence vector pooled from one forward pass over sequences buil
 A briefly pretrained encoder's [CLS] alone holds little of the history; the means carry it.
 - probe: vectors computed once with the frozen encoder, then one logistic regression per task
   (standardised inputs; L2 strength and class weighting chosen on tuning AUPRC);
-- finetune: one encoder copy per task group with one linear head per task, masked BCE with
-  positive-class weighting, early stopping on mean tuning AUPRC. The weighting shifts the optimal
-  logit by log(pos_weight), so predictions subtract it again and stay probabilities (Brier).
+- finetune: one encoder copy per task group with one linear head per task, started at the probe
+  solution, masked BCE with positive-class weighting, early stopping on mean tuning AUPRC. The
+  weighting shifts the optimal logit by log(pos_weight), so predictions subtract it again and stay
+  probabilities (Brier). Its cost is bounded, not proportional to the cohort: the probe start is
+  fitted on at most `probe_rows` train samples and each epoch trains on a fresh draw of `train_rows`
+  (a patient contributes one sample per prediction time, and neighbouring ones are near copies).
+Batches are packed like pretraining batches (collate's `seq_row` rows, the same attention path).
 Deterministic on CPU: seeded torch, seeded numpy shuffles, deterministic algorithms.
 """
 from __future__ import annotations
@@ -20,10 +24,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from claimsfm import optional
+from claimsfm.splits import TRAIN, TUNING
 
-TRAIN, TUNING = 0, 1
-FEATURES = ("cls", "cls+mean", "cls+mean+last")
+FEATURES = ("cls", "cls+mean", "cls+mean+last", "cls+mean+last+recent")
+# "recent": means over the code tokens of the last 3 and 12 months before the prediction time (days_before),
+# the windows of LightGBM's count features.
+RECENT_DAYS = (91, 365)
 PROBE_C = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+# The per-token columns of claimsfm.data.Sequences.
+TOKEN_FIELDS = ("input_ids", "age_months", "visit", "months", "segment", "days_before", "gap_days")
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,9 @@ class HeadConfig:
     batch_tokens: int = 8192
     max_pos_weight: float = 50.0
     features: str = "cls+mean+last"
+    # Sized so that `evaluate --task medication` on 1,200 patients fits in minutes on 2 cores.
+    train_rows: int | None = 1024  # train samples per epoch, a fresh seeded draw each epoch (None: all)
+    probe_rows: int | None = 2048  # train samples the starting head (the probe) is fitted on (None: all)
     seed: int = 0
 
 
@@ -61,10 +73,15 @@ def _segment_mean(h, seq, keep, n_seq: int):
     return total / count.clamp(min=1.0)[:, None]
 
 
+def n_parts(features: str) -> int:
+    """How many d_model-wide parts the pooled vector of `features` has."""
+    return sum(len(RECENT_DAYS) if part == "recent" else 1 for part in features.split("+"))
+
+
 def pool(h, batch, features: str = "cls+mean+last"):
-    """Per-sequence vectors of one varlen batch.  h (T, d) -> (B, d * len(features.split('+')))"""
+    """Per-sequence vectors of one varlen batch.  h (T, d) -> (B, d * n_parts(features))"""
     torch = optional.torch()
-    from claimsfm.data.store import N_SPECIAL
+    from claimsfm.data.format import N_SPECIAL
 
     cu = batch["cu_seqlens"].long()
     parts = [h[cu[:-1]]]                                # (B, d) [CLS]
@@ -73,10 +90,12 @@ def pool(h, batch, features: str = "cls+mean+last"):
         seq = torch.repeat_interleave(torch.arange(n_seq, device=h.device), cu[1:] - cu[:-1])   # (T,)
         code = batch["input_ids"] >= N_SPECIAL          # (T,) no [CLS] / [SEP]
         parts.append(_segment_mean(h, seq, code, n_seq))
-        if features == "cls+mean+last":
+        if features.startswith("cls+mean+last"):
             visit = batch["visit"]
             last = torch.zeros(n_seq, dtype=visit.dtype, device=h.device).scatter_reduce(0, seq, visit, "amax")
             parts.append(_segment_mean(h, seq, code & (visit == last[seq]), n_seq))
+        if features.endswith("+recent"):
+            parts += [_segment_mean(h, seq, code & (batch["days_before"] <= days), n_seq) for days in RECENT_DAYS]
     return torch.cat(parts, dim=1)
 
 
@@ -94,7 +113,7 @@ def embed(model, seqs, batch_tokens: int = 8192, device="cpu", features: str = "
     torch = optional.torch()
     lengths = np.diff(np.asarray(seqs.offsets))
     order = np.argsort(lengths, kind="stable")          # similar lengths together: fewer wasted tokens
-    out = np.zeros((len(lengths), model.config.d_model * len(features.split("+"))), dtype=np.float32)
+    out = np.zeros((len(lengths), model.config.d_model * n_parts(features)), dtype=np.float32)
     model.eval()
     with torch.no_grad():
         for idx in tqdm(token_batches(lengths, batch_tokens, order), desc=desc, leave=False):
@@ -165,37 +184,51 @@ def _predict_logits(model, head, seqs, rows, cfg, device) -> np.ndarray:
 
 def finetune(run_dir, seqs, y: np.ndarray, mask: np.ndarray, split: np.ndarray, cfg: HeadConfig = HeadConfig(),
              device="cpu", desc="finetune") -> np.ndarray:
-    """Fine-tune encoder + one head per task column; P(label) for every row.
+    """Fine-tune encoder + one head per task column; P(label) (n, k) for every tuning and held-out row.
 
-    y, mask (n, k) bool: label and whether row n is in task k's cohort; split (n,) uint8.
+    y, mask (n, k) bool: label and whether row n is in task k's cohort; split (n,) uint8. Train rows,
+    which are never scored, get NaN (predicting them would cost a forward pass over most of the pool).
     """
     torch = optional.torch()
     from claimsfm.model import load_checkpoint
 
     torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
     model, mcfg = load_checkpoint(run_dir, device=device)
-    head = torch.nn.Linear(mcfg.d_model * len(cfg.features.split("+")), y.shape[1]).to(device)
+    head = torch.nn.Linear(mcfg.d_model * n_parts(cfg.features), y.shape[1]).to(device)
     train = np.flatnonzero((split == TRAIN) & mask.any(axis=1))
     tune = np.flatnonzero((split == TUNING) & mask.any(axis=1))
     pos = (y & mask)[train].sum(axis=0)
     neg = (~y & mask)[train].sum(axis=0)
     pos_weight = np.clip(neg / np.maximum(pos, 1), 1.0, cfg.max_pos_weight)
-    _init_head_from_probe(model, head, seqs, y, mask, split, np.log(pos_weight), cfg, device)
-    best_state = _train(model, head, seqs, y, mask, train, tune, pos_weight, cfg, device, desc)
+    tune_logits = _init_head_from_probe(model, head, seqs, y, mask, split, train, tune, np.log(pos_weight), cfg,
+                                        device, rng)
+    best_state, tune_logits = _train(model, head, seqs, y, mask, train, tune, tune_logits, pos_weight, cfg, device,
+                                     desc, rng)
     model.load_state_dict(best_state[0])
     head.load_state_dict(best_state[1])
-    logits = _predict_logits(model, head, seqs, np.arange(len(split)), cfg, device)
+    logits = np.full((len(split), y.shape[1]), np.nan, dtype=np.float32)
+    logits[tune] = tune_logits
+    rest = np.setdiff1d(np.flatnonzero(split != TRAIN), tune)
+    logits[rest] = _predict_logits(model, head, seqs, rest, cfg, device)[rest]
     shifted = logits - np.log(pos_weight)[None, :].astype(np.float32)
     return 1.0 / (1.0 + np.exp(-shifted.astype(np.float64)))
 
 
-def _init_head_from_probe(model, head, seqs, y, mask, split, log_pos_weight, cfg, device) -> None:
+def _draw(rows: np.ndarray, n: int | None, rng) -> np.ndarray:
+    """At most n of rows (all when n is None), a seeded draw, in their original order."""
+    return rows if n is None or len(rows) <= n else np.sort(rng.choice(rows, n, replace=False))
+
+
+def _init_head_from_probe(model, head, seqs, y, mask, split, train, tune, log_pos_weight, cfg, device, rng):
     """Start each task's head at its probe solution on the frozen encoder (epoch 0 = the probe).
 
-    The weighted loss's optimum sits log(pos_weight) above the calibrated logit, hence the bias shift.
+    The probe is fitted on at most cfg.probe_rows train rows and chosen on every tuning row. The
+    weighted loss's optimum sits log(pos_weight) above the calibrated logit, hence the bias shift.
+    Returns the starting head's tuning logits (len(tune), k), so epoch 0 needs no second pass.
     """
     torch = optional.torch()
-    used = np.flatnonzero(((split == TRAIN) | (split == TUNING)) & mask.any(axis=1))
+    used = np.concatenate([_draw(train, cfg.probe_rows, rng), tune])
     emb = np.zeros((len(split), head.in_features), dtype=np.float32)
     emb[used] = embed(model, take_sequences(seqs, used), cfg.batch_tokens, device, cfg.features, desc="probe init")
     with torch.no_grad():
@@ -207,6 +240,7 @@ def _init_head_from_probe(model, head, seqs, y, mask, split, log_pos_weight, cfg
             w, b = probe_fit(emb[rows], y[rows, k], split[rows], cfg.seed)
             head.weight[k] = torch.as_tensor(w, dtype=head.weight.dtype)
             head.bias[k] = float(b + log_pos_weight[k])
+        return head(torch.as_tensor(emb[tune], device=device)).float().cpu().numpy()
 
 
 def take_sequences(seqs, idx):
@@ -216,40 +250,55 @@ def take_sequences(seqs, idx):
     starts, ends = seqs.offsets[idx], seqs.offsets[idx + 1]
     lens = ends - starts
     flat = np.repeat(starts - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(int(lens.sum()))
-    cols = {name: np.asarray(getattr(seqs, name))[flat] for name in ("input_ids", "age_months", "visit", "months", "segment")}
+    cols = {name: np.asarray(getattr(seqs, name))[flat] for name in TOKEN_FIELDS}
     return replace(seqs, offsets=np.r_[0, np.cumsum(lens)].astype(np.int64), subjects=seqs.subjects[idx], **cols)
 
 
-def _train(model, head, seqs, y, mask, train, tune, pos_weight, cfg, device, desc):
-    """Epochs of masked, positive-weighted BCE; the (encoder, head) states with the best tuning AUPRC,
-    the starting point included, with training stopped after `patience` epochs without a gain."""
+def make_optimizer(model, head, pos_weight, cfg: HeadConfig, device):
+    """(AdamW over encoder and head, masked positive-weighted BCE loss) of fine-tuning."""
     torch = optional.torch()
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, dtype=torch.float32, device=device),
                                          reduction="none")
     opt = torch.optim.AdamW([{"params": model.parameters(), "lr": cfg.lr},
                              {"params": head.parameters(), "lr": cfg.head_lr}], weight_decay=cfg.weight_decay)
+    return opt, loss_fn
+
+
+def train_step(model, head, opt, loss_fn, seqs, y, mask, idx, cfg: HeadConfig, device) -> float:
+    """One optimizer step on sequences idx (one packed varlen batch); returns the loss."""
+    torch = optional.torch()
+    logits = head(_features(model, seqs, idx, device, cfg.features))      # (B, k)
+    target = torch.as_tensor(y[idx], dtype=torch.float32, device=device)
+    m = torch.as_tensor(mask[idx], dtype=torch.float32, device=device)
+    loss = (loss_fn(logits, target) * m).sum() / m.sum().clamp(min=1.0)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(head.parameters()), 1.0)
+    opt.step()
+    return float(loss.detach())
+
+
+def _train(model, head, seqs, y, mask, train, tune, tune_logits, pos_weight, cfg, device, desc, rng):
+    """Epochs of masked, positive-weighted BCE on cfg.train_rows fresh train rows each; returns the
+    (encoder, head) states with the best mean tuning AUPRC, the starting point (scored by its
+    `tune_logits`) included, and their tuning logits. Stops after `patience` epochs without a gain."""
+    opt, loss_fn = make_optimizer(model, head, pos_weight, cfg, device)
     lengths = np.diff(np.asarray(seqs.offsets))
-    rng = np.random.default_rng(cfg.seed)
-    best, best_state, stale = -1.0, None, 0
+    best, best_state, best_logits, stale = -1.0, None, None, 0
     for epoch in range(cfg.epochs + 1):
         if epoch > 0:
             model.train()
-            batches = token_batches(lengths, cfg.batch_tokens, rng.permutation(train))
-            for idx in tqdm(batches, desc=f"{desc} epoch {epoch}/{cfg.epochs}", leave=False):
-                logits = head(_features(model, seqs, idx, device, cfg.features))      # (B, k)
-                target = torch.as_tensor(y[idx], dtype=torch.float32, device=device)
-                m = torch.as_tensor(mask[idx], dtype=torch.float32, device=device)
-                loss = (loss_fn(logits, target) * m).sum() / m.sum().clamp(min=1.0)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(head.parameters()), 1.0)
-                opt.step()
-        score = _mean_ap(y[tune], mask[tune], _predict_logits(model, head, seqs, tune, cfg, device)[tune])
+            rows = rng.permutation(_draw(train, cfg.train_rows, rng))
+            for idx in tqdm(token_batches(lengths, cfg.batch_tokens, rows), desc=f"{desc} epoch {epoch}/{cfg.epochs}",
+                            leave=False):
+                train_step(model, head, opt, loss_fn, seqs, y, mask, idx, cfg, device)
+            tune_logits = _predict_logits(model, head, seqs, tune, cfg, device)[tune]
+        score = _mean_ap(y[tune], mask[tune], tune_logits)
         if score > best:
-            best, stale = score, 0
+            best, best_logits, stale = score, tune_logits, 0
             best_state = (copy.deepcopy(model.state_dict()), copy.deepcopy(head.state_dict()))
         else:
             stale += 1
             if stale > cfg.patience:
                 break
-    return best_state
+    return best_state, best_logits

@@ -5,10 +5,20 @@ from pathlib import Path
 
 import numpy as np
 
-from claimsfm.io import atomic_dir, write_json, write_run_config
-from claimsfm.splits import SPLITS
+from claimsfm.io import write_json, write_run_config
+from claimsfm.outdir import build
+from claimsfm.splits import HELD_OUT, SPLITS
 
-HELD_OUT = 2
+# predictions/*.parquet follow MEDS-evaluation's PredictionSchema: the probability as float32, and
+# predicted_boolean_value = probability >= DECISION_THRESHOLD (the Bayes decision for a calibrated
+# probability when a false positive and a false negative cost the same; AUPRC does not use it).
+DECISION_THRESHOLD = 0.5
+
+
+def as_written(p) -> np.ndarray:
+    """The probabilities as the predictions file stores them (float32), back in float64: metrics.json
+    scores these, so a tool that reads the file gets the same AUPRC."""
+    return np.asarray(p, dtype=np.float32).astype(np.float64)
 
 
 def _console():
@@ -66,12 +76,14 @@ def print_table(metrics: dict, quiet: bool = False) -> None:
     for col in [*models, *[o.replace("oracle_", "oracle ") for o in oracles], *paired]:
         table.add_column(col, justify="right")
     for name, t in tasks.items():
-        held = t["cohort"]["held_out"]
+        held = t["cohort"][SPLITS[HELD_OUT]]
         diffs = [t["paired"].get(k) for k in paired]
         table.add_row(name, f"{held['n']:,}\n{held['prevalence']:.3f}",
                       *[_fmt(t["models"].get(m)) for m in models], *[_fmt(t["oracle"].get(o)) for o in oracles],
                       *[f"{d['diff']:+.3f}\n({d['ci'][0]:+.2f}, {d['ci'][1]:+.2f})" if d else "–" for d in diffs])
     _console().print(table)
+    for note in sorted({t["cohort"].get("oracle_note") for t in tasks.values()} - {None}):
+        _console().print(f"oracle: {note}")
 
 
 def _predictions_table(cohort, p: np.ndarray):
@@ -82,7 +94,8 @@ def _predictions_table(cohort, p: np.ndarray):
         "subject_id": pa.array(cohort.subject_id[held], pa.int64()),
         "prediction_time": pa.array(cohort.prediction_time[held], pa.timestamp("us")),
         "boolean_value": pa.array(cohort.label[held], pa.bool_()),
-        "predicted_boolean_probability": pa.array(np.asarray(p, dtype=np.float64)[held], pa.float64()),
+        "predicted_boolean_value": pa.array(np.asarray(p)[held] >= DECISION_THRESHOLD, pa.bool_()),
+        "predicted_boolean_probability": pa.array(np.asarray(p, dtype=np.float32)[held], pa.float32()),
     })
 
 
@@ -94,7 +107,7 @@ def write_outputs(out: Path, metrics: dict, cohorts, preds: dict, settings: dict
     """metrics.json, predictions/<task>/<model>.parquet (held_out) and config.json, as one atomic folder."""
     import pyarrow.parquet as pq
 
-    with atomic_dir(out, overwrite=True) as tmp:
+    with build(out, "evaluate", replace=True) as tmp:  # replaces only an earlier evaluate's files
         write_json(tmp / "metrics.json", metrics)
         for c in cohorts:
             folder = tmp / "predictions" / c.task

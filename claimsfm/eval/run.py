@@ -12,30 +12,28 @@ from pathlib import Path
 
 import numpy as np
 
-from claimsfm.errors import ClaimsfmError
-from claimsfm.eval import report
+from claimsfm.errors import ClaimsfmError, check_seed
+from claimsfm.eval import BASELINES, check_mode, check_n_boot, report
 from claimsfm.eval.metrics import paired_bootstrap, summarize
-from claimsfm.eval.samples import Pool, load_oracle, subsample
+from claimsfm.eval.samples import Pool, load_oracle, oracle_unit_note, subsample
+from claimsfm.splits import HELD_OUT, TRAIN, TUNING
 from claimsfm.tasks.cohort import EventSubset, build_cohort, check_cohort, cohort_summary, unusable_reason
+from claimsfm.tasks.labels import LABELS_KIND, build_label_cohort, label_spec
 from claimsfm.tasks.spec import select_tasks
 
-MODES = ("finetune", "probe")
-BASELINES = ("lightgbm",)
-HELD_OUT = 2
 
-
-@dataclass
+@dataclass(frozen=True)
 class EvalConfig:
-    data: str
+    data: Path
     task: str = "medication"
-    task_files: tuple[str, ...] = ()
-    model: str | None = None
+    task_files: tuple[str, ...] = ()  # task names or .toml paths
+    model: Path | None = None
     params: str | None = None
-    runs: str = "runs"
+    runs: Path = Path("runs")
     baselines: tuple[str, ...] = ("lightgbm",)
     mode: str = "finetune"
     features: str = "cls+mean+last"
-    out: str | None = None
+    out: Path | None = None
     max_len: int | None = None
     max_train: int | None = None
     max_eval: int | None = None
@@ -45,6 +43,32 @@ class EvalConfig:
     seed: int = 0
     device: str = "cpu"
     quiet: bool = False
+    labels: Path | None = None      # a MEDS label table evaluated as one more task (claimsfm.tasks.labels)
+    labels_name: str | None = None  # its task name (default: the file's stem)
+
+    def check(self) -> None:
+        """Every option rule, before anything is read or written."""
+        check_mode(self.mode)
+        check_n_boot(self.n_boot)
+        check_seed(self.seed)
+        if self.epochs < 1 or self.batch_tokens < 1:
+            raise ClaimsfmError("--epochs and --batch-tokens must be positive")
+        from claimsfm.eval.finetune import FEATURES
+
+        if self.features not in FEATURES:
+            raise ClaimsfmError(f"--features must be one of {', '.join(FEATURES)}, not '{self.features}'")
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise ClaimsfmError(f"--baselines: unknown baseline '{unknown[0]}' (known: {', '.join(BASELINES)}, none)")
+        if self.labels_name and not self.labels:
+            raise ClaimsfmError("--labels-name names the task of --labels; give --labels FILE.parquet too")
+        for flag, v in (("--max-train", self.max_train), ("--max-eval", self.max_eval), ("--max-len", self.max_len)):
+            if v is not None and v < 2:
+                raise ClaimsfmError(f"{flag} must be at least 2, got {v}")
+        if self.model is not None or self.params is not None:  # only the FM runs on --device
+            from claimsfm.model.checkpoint import check_device
+
+            check_device(self.device)
 
 
 def model_dir(cfg: EvalConfig) -> Path | None:
@@ -68,22 +92,9 @@ def model_name(run: Path) -> str:
 
 
 def default_out(cfg: EvalConfig) -> Path:
-    return Path(cfg.out) if cfg.out else Path(cfg.runs) / "eval" / cfg.task.replace(",", "+")
-
-
-def _check(cfg: EvalConfig) -> None:
-    if cfg.mode not in MODES:
-        raise ClaimsfmError(f"--mode must be one of {', '.join(MODES)}, not '{cfg.mode}'")
-    from claimsfm.eval.finetune import FEATURES
-
-    if cfg.features not in FEATURES:
-        raise ClaimsfmError(f"--features must be one of {', '.join(FEATURES)}, not '{cfg.features}'")
-    unknown = [b for b in cfg.baselines if b not in BASELINES]
-    if unknown:
-        raise ClaimsfmError(f"--baselines: unknown baseline '{unknown[0]}' (known: lightgbm, none)")
-    for flag, v in (("--max-train", cfg.max_train), ("--max-eval", cfg.max_eval), ("--max-len", cfg.max_len)):
-        if v is not None and v < 2:
-            raise ClaimsfmError(f"{flag} must be at least 2, got {v}")
+    labels = (cfg.labels_name or Path(cfg.labels).stem) if cfg.labels else ""
+    name = cfg.task.replace(",", "+") or labels
+    return Path(cfg.out) if cfg.out else Path(cfg.runs) / "eval" / name
 
 
 def build_cohorts(store, specs, cfg: EvalConfig) -> tuple[list, list, dict]:
@@ -91,7 +102,9 @@ def build_cohorts(store, specs, cfg: EvalConfig) -> tuple[list, list, dict]:
     everything = EventSubset(np.asarray(store.offsets, dtype=np.int64), np.asarray(store.day))
     kept, cohorts, skipped = [], [], {}
     for spec in specs:
-        cohort = subsample(build_cohort(store, spec, everything), cfg.max_train, cfg.max_eval, cfg.seed)
+        full = (build_label_cohort(store, spec, cfg.data) if spec.kind == LABELS_KIND
+                else build_cohort(store, spec, everything))
+        cohort = subsample(full, cfg.max_train, cfg.max_eval, cfg.seed)
         check_cohort(cohort)
         reason = unusable_reason(cohort)
         if reason is None:
@@ -151,7 +164,7 @@ def _lightgbm_predictions(store, specs, cohorts, pool, cfg) -> dict:
             by_window[spec.observation_months] = build_features(store, pool.subject_idx, pool.t_day,
                                                                 spec.observation_months)
         X = by_window[spec.observation_months][pool.rows(c)]
-        tr, tu = c.split == 0, c.split == 1
+        tr, tu = c.split == TRAIN, c.split == TUNING
         booster = gbm.fit(X[tr], c.label[tr], X[tu], c.label[tu], gbm.GBMConfig(seed=cfg.seed))
         out[c.task] = gbm.predict(booster, X)
     return out
@@ -170,11 +183,14 @@ def score_task(cohort, preds: dict, data_dir, cfg: EvalConfig) -> dict:
             entry["paired"][f"{name} - lightgbm"] = paired_bootstrap(
                 y, preds[name][held], preds["lightgbm"][held], groups, "auprc", cfg.n_boot, cfg.seed)
     oracle = load_oracle(data_dir, cohort.take(np.flatnonzero(held)))
+    note = oracle_unit_note(data_dir) if oracle is not None else None
+    if note is not None:   # chart linking: label agreement only, never an oracle ceiling
+        entry["cohort"]["oracle_note"] = note
     if oracle is not None:
         p_obs, p_lat, o_label, matched = oracle
         entry["cohort"]["oracle_matched"] = int(matched.sum())
         entry["cohort"]["oracle_label_agreement"] = float(np.mean(o_label[matched] == y[matched])) if matched.any() else None
-        if matched.any() and y[matched].any():
+        if matched.any() and y[matched].any() and note is None:
             for name, p in (("oracle_observable", p_obs), ("oracle_latent", p_lat)):
                 entry["oracle"][name] = summarize(y[matched], p[matched], groups[matched], cfg.n_boot, cfg.seed)
             ceiling = entry["oracle"]["oracle_observable"]["auprc"]
@@ -187,23 +203,34 @@ def run(cfg: EvalConfig) -> dict:
     """Evaluate the selected tasks; write metrics.json, predictions/ and config.json under the out folder."""
     from claimsfm.data import open_store
 
-    _check(cfg)
+    cfg.check()
     run_dir = model_dir(cfg)
     if run_dir is None and not cfg.baselines:
         raise ClaimsfmError("nothing to evaluate: give --model or --params, or --baselines lightgbm")
-    specs = select_tasks(cfg.task, list(cfg.task_files))
+    if run_dir is not None:  # a damaged run folder fails here, before any cohort is built
+        from claimsfm.model.checkpoint import check_checkpoint
+
+        check_checkpoint(run_dir)
+        name = model_name(run_dir)
+    from claimsfm.io import check_creatable
+    from claimsfm.outdir import preflight
+
+    check_creatable(default_out(cfg))  # before the cohorts and models, not after them
+    preflight(default_out(cfg), "evaluate", [cfg.data, run_dir, *cfg.task_files, cfg.labels], replace=True)
+    specs = select_tasks(cfg.task, list(cfg.task_files)) if cfg.task or cfg.task_files or not cfg.labels else []
+    if cfg.labels:
+        specs.append(label_spec(cfg.labels, cfg.labels_name))
     store = open_store(cfg.data)
     specs, cohorts, skipped = build_cohorts(store, specs, cfg)
     report.print_cohorts(cohorts, skipped, cfg.quiet)
     pool = Pool.of(cohorts)
     preds = {c.task: {} for c in cohorts}
     if run_dir is not None:
-        name = model_name(run_dir)
         for task, p in _fm_predictions(store, run_dir, specs, cohorts, pool, cfg).items():
-            preds[task][name] = p
+            preds[task][name] = report.as_written(p)
     if "lightgbm" in cfg.baselines:
         for task, p in _lightgbm_predictions(store, specs, cohorts, pool, cfg).items():
-            preds[task]["lightgbm"] = p
+            preds[task]["lightgbm"] = report.as_written(p)
     metrics = {"tasks": {c.task: score_task(c, preds[c.task], cfg.data, cfg) for c in cohorts}, "skipped": skipped}
     settings = {**asdict(cfg), "model_dir": str(run_dir) if run_dir else None, "n_pool": len(pool)}
     out = default_out(cfg)

@@ -13,10 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from claimsfm.errors import ClaimsfmError
-from claimsfm.splits import splitmix64
+from claimsfm.splits import TRAIN, splitmix64
 from claimsfm.tasks.cohort import Cohort
-
-TRAIN = 0
 
 
 def sample_hash(subject_id, t_month, seed: int) -> np.ndarray:
@@ -76,6 +74,25 @@ class Pool:
 
 def oracle_path(data_dir, task: str) -> Path:
     return Path(data_dir) / "truth" / f"oracle_{task}.parquet"
+
+
+def oracle_unit_note(data_dir) -> str | None:
+    """Why the synthetic oracle is no upper bound here, or None when its unit is the label's.
+
+    The oracle is per simulated patient; with chart linking (`ingest --link-by chart`) one patient
+    becomes a subject per facility, whose label counts only that facility's claims.
+    """
+    import json
+
+    meta = Path(data_dir) / "metadata" / "dataset.json"
+    try:
+        link_by = json.loads(meta.read_text(encoding="utf-8")).get("link_by")
+    except (OSError, ValueError):
+        link_by = None
+    if link_by != "chart":   # insurer linking: one patient is one subject (no link mode: not ingested UKE)
+        return None
+    return ("link_by=chart: the oracle's unit (patient) is not the label's (subject, one per facility), so it is "
+            "approximate and left out of the metrics (ingest with --link-by insurer for an upper bound)")
 
 
 def load_oracle(data_dir, cohort: Cohort):

@@ -60,13 +60,16 @@ def _row(text: str, with_value: bool):
         if len(f[3]) >= 64 or not _VALUE.fullmatch(f[3]):
             return "bad numeric_value"
         value = float(f[3])
+        with np.errstate(over="ignore"):
+            if np.isinf(np.float32(value)):
+                return "numeric_value outside the float32 range"
     return int(f[0]), t, f[2], value
 
 
 def parse_reference(path, skip_bad: bool = False) -> dict:
     """Pure-Python twin of `claimsfm._native.parse_csv` (same keys)."""
     data = Path(path).read_bytes()
-    lines = data.split(b"\n")
+    lines = data[3:].split(b"\n") if data.startswith(b"\xef\xbb\xbf") else data.split(b"\n")
     header = lines[0].rstrip(b"\r").decode("utf-8", "replace")
     out = {"subject_id": [], "time_us": [], "code": [], "value": [], "codes": [], "rejects": []}
     if header not in HEADERS:
@@ -103,8 +106,9 @@ def _arrays(out: dict, nbytes: int, has_value: bool) -> dict:
 def read_csv(paths: list[Path], threads: int, skip_bad: bool) -> tuple[EventTable, list[str], dict]:
     """C++ parse of every CSV -> (EventTable, reject lines, counts). Raises on the first bad line
     unless `skip_bad`."""
-    from claimsfm import _native
+    from claimsfm.native import native
 
+    _native = native()
     tables, rejects, stats = [], [], {"files": 0, "rows": 0, "bytes": 0, "lines_rejected": 0}
     for path in paths:
         r = _native.parse_csv(str(path), threads, skip_bad)
@@ -132,6 +136,9 @@ def _merge(tables: list[EventTable]) -> EventTable:
     for t in tables:
         cmap = np.asarray([codes.setdefault(c, len(codes)) for c in t.code_names] or [0], np.int32)
         code_cols.append(cmap[t.code] if len(t) else t.code)
-    cat = lambda name: np.concatenate([getattr(t, name) for t in tables])
+
+    def cat(name):
+        return np.concatenate([getattr(t, name) for t in tables])
+
     return EventTable(cat("subject"), cat("time_us"), np.concatenate(code_cols), list(codes), cat("value"),
                       cat("facility"), [], cat("suspected"), cat("dx_start_us"))

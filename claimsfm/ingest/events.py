@@ -32,6 +32,8 @@ class EventTable:
     facility_names: list
     suspected: np.ndarray    # (N,) bool
     dx_start_us: np.ndarray  # (N,) int64
+    text: np.ndarray | None = None   # (N,) int32 -> text_names, -1 = none (MEDS text_value; None: no text)
+    text_names: list | None = None
 
     def __len__(self) -> int:
         return len(self.subject)
@@ -39,7 +41,8 @@ class EventTable:
     def take(self, idx: np.ndarray) -> "EventTable":
         return EventTable(self.subject[idx], self.time_us[idx], self.code[idx], self.code_names,
                           self.value[idx], self.facility[idx], self.facility_names,
-                          self.suspected[idx], self.dx_start_us[idx])
+                          self.suspected[idx], self.dx_start_us[idx],
+                          None if self.text is None else self.text[idx], self.text_names)
 
     def sorted(self) -> "EventTable":
         """Order by (subject, time with static rows first, code, facility, suspected, value,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from claimsfm.errors import ClaimsfmError, located
+from claimsfm.errors import ClaimsfmError, located, os_error
 
 MASTERS = {  # file -> (MEDS prefix, parent prefix, code width)
     "diseases.csv": ("JPDX//", "ICD10//", 7),
@@ -35,7 +35,12 @@ def read_masters(folder: Path) -> dict[str, tuple[str, list[str]]]:
         raise ClaimsfmError(f"--masters: {folder} holds none of {', '.join(MASTERS)}")
     out: dict[str, tuple[str, list[str]]] = {}
     for name in found:
-        out.update(_read_one(folder / name, *MASTERS[name]))
+        try:
+            out.update(_read_one(folder / name, *MASTERS[name]))
+        except UnicodeDecodeError:
+            raise located(folder / name, None, "not UTF-8 text; save the master as UTF-8 (a CP932 export?)") from None
+        except OSError as exc:
+            raise os_error(exc, "cannot read the master") from None
     return out
 
 

@@ -10,24 +10,24 @@ import functools
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
+from claimsfm.data.format import CODE_LEVELS
 from claimsfm.errors import ClaimsfmError, located
 from claimsfm.ingest import csvfmt, events, masters, meds, pseudo, truth
-from claimsfm.ingest.inputs import Inputs, check_out, find_inputs, fingerprint
-from claimsfm.io import atomic_dir, write_run_config, write_text
+from claimsfm.ingest.inputs import Inputs, find_inputs, fingerprint, same_dataset
+from claimsfm.io import read_parquet, write_run_config, write_text
+from claimsfm.outdir import build
 
 FORMATS = ("uke", "meds", "csv")
 LINK_BY = ("chart", "insurer")
 ON_ERROR = ("raise", "skip")
-CODE_LEVELS = ("raw", "mapped")
 
 
-@dataclass
+@dataclass(frozen=True)
 class IngestConfig:
     inputs: list[Path]
     out: Path
@@ -42,7 +42,8 @@ class IngestConfig:
     code_level: str = "raw"
     shard_rows: int = 1_000_000
     progress: bool = True
-    extra: dict = field(default_factory=dict)
+    name: str | None = None       # dataset.json dataset_name (default: the input's own, else the --out name)
+    time_range: str = meds.TIME_RANGE  # --format meds: years a `time` may fall in (outside: an error)
 
     def check(self) -> None:
         for flag, value, allowed in (("--format", self.format, FORMATS), ("--link-by", self.link_by, LINK_BY),
@@ -64,15 +65,16 @@ class IngestConfig:
 def run(config: IngestConfig) -> dict:
     """Ingest, build the token store, and move the finished folder to `config.out`."""
     config.check()
-    found = find_inputs(config.inputs, config.format)
+    found = find_inputs(config.inputs, config.format, config.on_error == "skip")
     fp = fingerprint(found.files, _identity(config))
-    check_out(config.out, fp, config.overwrite)
-    with atomic_dir(config.out, overwrite=True) as work:
+    inputs = [*config.inputs, *found.synth, config.masters, config.salt_file]
+    replace = config.overwrite or same_dataset(config.out, fp)
+    with build(config.out, "ingest", inputs, replace=replace) as work:
         summary = write_dataset(config, work, found, fp)
-        from claimsfm.data.store import build_store
+        from claimsfm.data.build import build_store
 
         build_store(meds_dir=work, out_dir=work / "store", min_count=config.min_count,
-                    code_level=config.code_level)
+                    code_level=config.code_level, source=Path(config.out).resolve())
         write_run_config(work, _settings(config))
     return summary
 
@@ -91,7 +93,7 @@ def _settings(config: IngestConfig) -> dict:
 def write_dataset(config: IngestConfig, work: Path, found: Inputs | None = None, fp: str | None = None) -> dict:
     """The MEDS dataset (data/, metadata/, truth/, rejects.txt) into the folder `work`."""
     config.check()
-    found = found or find_inputs(config.inputs, config.format)
+    found = found or find_inputs(config.inputs, config.format, config.on_error == "skip")
     fp = fp or fingerprint(found.files, _identity(config))
     work = Path(work)
     t0 = time.perf_counter()
@@ -103,19 +105,33 @@ def write_dataset(config: IngestConfig, work: Path, found: Inputs | None = None,
         table, rejects, stats = csvfmt.read_csv(found.files, config.n_threads(), config.on_error == "skip")
         table = table.sorted()
     else:
-        table, rejects, stats = _read_meds(found.files)
+        table, rejects, stats = _read_meds(found.files, config.time_range)
+    rejects = [f"{path}: {why}" for path, why in found.skipped] + rejects  # unreadable inputs (--on-error skip)
+    if len(table) == 0:  # else the token store would fail later, naming the temporary build folder
+        first = config.inputs[0] if config.inputs else "INPUT"
+        raise ClaimsfmError(f"{first}{' (and the other inputs)' if len(config.inputs) > 1 else ''}: no valid "
+                            f"events to ingest ({len(found.files)} files read, {len(rejects)} lines rejected); "
+                            "nothing was written")
     master_rows = _master_rows(config, found)
     parse_s = stats.pop("parse_seconds", time.perf_counter() - t0)
-    split_counts = meds.write_data(table, work, config.shard_rows)
+    foreign = found.files if config.format == "meds" else []
+    splits = meds.dataset_splits(table, foreign, config.format)
+    unused = meds.unused_by_store(table)
+    split_counts = meds.write_data(table, work, config.shard_rows, splits)
     info = {"dataset_name": Path(config.out).name, "dataset_version": fp[:16], "input_fingerprint": fp,
-            "format": config.format, "link_by": config.link_by, "salt": salt_source}
-    counts = meds.write_metadata(table, work, masters.codes_table(table.code_names, master_rows), info)
+            **meds.dataset_names(config.name, foreign), "inputs": [str(p) for p in config.inputs],
+            "format": config.format, "link_by": config.link_by, "salt": salt_source, "splits": splits.source,
+            "events_with_time_of_day": unused["events_with_time_of_day"]}
+    counts = meds.write_metadata(table, work, masters.codes_table(table.code_names, master_rows), info, splits)
     if config.on_error == "skip":
         write_text(work / "rejects.txt", "".join(line + "\n" for line in rejects))
     rekeyed = []
     if found.truth is not None and salt is not None:
         rekeyed = truth.rekey_truth(found.truth, work / "truth", salt, config.link_by)
-    return _summary(table, stats, rejects, counts, split_counts, rekeyed, parse_s, time.perf_counter() - t0)
+    accounting = {"files_read": int(stats.get("files", len(found.files)) - stats.get("files_rejected", 0)),
+                  "inputs_skipped": len(found.skipped), "duplicate_inputs": found.duplicates}
+    summary = _summary(table, stats, rejects, counts, split_counts, rekeyed, parse_s, time.perf_counter() - t0)
+    return {**accounting, **summary, "splits": splits.source, "notes": splits.notes, **unused}
 
 
 def _master_rows(config: IngestConfig, found: Inputs) -> dict | None:
@@ -125,7 +141,7 @@ def _master_rows(config: IngestConfig, found: Inputs) -> dict | None:
         for f in found.files:
             path = Path(f) / "metadata" / "codes.parquet"
             if path.is_file():
-                for r in pq.read_table(path).to_pylist():
+                for r in read_parquet(path, required=("code",)).to_pylist():
                     rows[r["code"]] = (r.get("description"), list(r.get("parent_codes") or []))
     if folder is not None:
         rows.update(masters.read_masters(folder))
@@ -158,8 +174,9 @@ def _is_utf8(path: Path) -> bool:
 
 def parse_uke_with_progress(paths: list[str], config: IngestConfig) -> dict:
     """Run the C++ parser on a worker thread (it releases the GIL) and draw a byte progress bar."""
-    from claimsfm import _native
+    from claimsfm.native import native
 
+    _native = native()
     progress = _native.Progress()
     result: dict = {}
 
@@ -186,8 +203,8 @@ def parse_uke_with_progress(paths: list[str], config: IngestConfig) -> dict:
     return result["raw"]
 
 
-def _read_meds(folders: list[Path]):
-    tables = [meds.read_data(f) for f in folders]
+def _read_meds(folders: list[Path], time_range: str):
+    tables = [meds.read_data(f, time_range) for f in folders]
     if len(tables) > 1:
         import pyarrow as pa
 
@@ -197,15 +214,31 @@ def _read_meds(folders: list[Path]):
     return table.sorted(), [], {"files": len(folders)}
 
 
+TOP_K = 10  # the summary names this many codes and code kinds; the rest are totals
+
+
 def _summary(table, stats, rejects, counts, split_counts, rekeyed, parse_s, total_s) -> dict:
+    """Totals plus the TOP_K most frequent codes and code kinds (never one entry per code)."""
     names = np.asarray(table.code_names, dtype=object)
-    kinds = np.asarray([n.split("//")[0] for n in names], dtype=object)
     per_code = np.bincount(table.code, minlength=len(names)) if len(names) else np.zeros(0, int)
     by_kind: dict[str, int] = {}
-    for k, c in zip(kinds, per_code):
-        by_kind[k] = by_kind.get(k, 0) + int(c)
+    for name, c in zip(names, per_code, strict=True):
+        kind = name.split("//")[0] if "//" in name else name
+        by_kind[kind] = by_kind.get(kind, 0) + int(c)
     mb = stats.get("bytes", 0) / 1e6
+    order = np.argsort(-per_code, kind="stable")[:TOP_K]
     return {**{k: int(v) for k, v in stats.items()}, "subjects": counts["subjects"], "events": len(table),
-            "events_by_kind": dict(sorted(by_kind.items())), "events_by_split": split_counts,
-            "rejects": len(rejects), "truth_files": rekeyed, "parse_seconds": round(parse_s, 3),
-            "seconds": round(total_s, 3), "mb": round(mb, 3), "mb_per_s": round(mb / max(parse_s, 1e-9), 1)}
+            "codes": len(names), "events_by_kind": _top(by_kind),
+            "top_codes": {names[i]: int(per_code[i]) for i in order},
+            "events_by_split": split_counts, "rejects": len(rejects), "truth_files": rekeyed,
+            "parse_seconds": round(parse_s, 3), "seconds": round(total_s, 3), "mb": round(mb, 3),
+            "mb_per_s": round(mb / max(parse_s, 1e-9), 1)}
+
+
+def _top(counts: dict[str, int]) -> dict[str, int]:
+    """The TOP_K largest entries by count (ties by name), the rest summed under "(other N)"."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    out = dict(sorted(ranked[:TOP_K]))
+    if len(ranked) > TOP_K:
+        out[f"(other {len(ranked) - TOP_K})"] = sum(c for _, c in ranked[TOP_K:])
+    return out

@@ -12,6 +12,8 @@ import re
 
 import numpy as np
 
+from claimsfm.native import native
+
 NO_DAY = np.iinfo(np.int32).min
 _EPOCH = dt.date(1970, 1, 1).toordinal()
 _ERA_START = {1: 1868, 2: 1912, 3: 1926, 4: 1989, 5: 2019}
@@ -22,8 +24,7 @@ SPECS = {b"IR": (5, 10), b"RE": (7, 38), b"HO": (4, 15), b"KO": (3, 12), b"SY": 
          b"SI": (7, 44), b"IY": (7, 44), b"TO": (7, 48), b"CO": (4, 5), b"GO": (2, 4)}
 IGNORED = {b"SN", b"JD", b"MF", b"GR", b"SJ", b"TI", b"TR", b"TS"}
 _KIND = {b"SI": ("JPPROC//", 13), b"IY": ("JPDRUG//", 13), b"TO": ("JPDEVICE//", 17)}
-STAT_KEYS = ("files", "files_rejected", "receipts", "receipts_rejected", "records",
-             "records_unknown", "records_ignored", "lines_rejected", "bytes")
+STAT_KEYS = native().UKE_STAT_KEYS  # the counters of csrc/uke_parser.hpp CLAIMSFM_UKE_STATS, in order
 
 
 def _digits(s: bytes, width: int) -> bool:
@@ -67,22 +68,47 @@ def parse_date(s: bytes):
     return dt.date(ym[0], ym[1], d).toordinal() - _EPOCH
 
 
-def _identifying(rid: bytes, pos: int) -> bool:
-    if rid == b"RE":
-        return not (pos <= 4 or pos in (6, 7))
-    if rid == b"HO":
-        return pos not in (1, 5, 6)
-    if rid == b"KO":
-        return pos in (2, 3)
-    if rid in (b"IR", b"SY", b"SI", b"IY", b"TO", b"CO", b"GO"):
-        return False
-    return pos >= 2
+# Reject excerpts (csrc/uke_parser.cpp last_shown/shown): besides the record ID, only code and count
+# fields that come before the record's first free-text or identifying field, so a stray comma inside a
+# name, card number or comment cannot shift a value into a shown position.
+_LAST_SHOWN = {b"IR": 5, b"RE": 3, b"SY": 5, b"SI": 7, b"IY": 7, b"TO": 9, b"CO": 4, b"GO": 4}
+EXCERPT_MAX_VALUE = 12
+_RECORD_ID = re.compile(rb"[A-Z]{2}")
+
+
+def _shown(rid: bytes, pos: int) -> bool:
+    return 2 <= pos <= _LAST_SHOWN.get(rid, 0) and not (rid == b"SY" and pos == 3)
 
 
 def mask(text: bytes) -> bytes:
-    """The line with every identifying field replaced by *** (for rejects.txt)."""
+    """The short excerpt of a rejected line for rejects.txt: record ID, shown code/count fields, *** for
+    any other non-empty field up to the last shown position, then the field count."""
+    if not text:
+        return b""
     parts = text.split(b",")
-    return b",".join(b"***" if p and _identifying(parts[0], i + 1) else p for i, p in enumerate(parts))
+    rid = parts[0] if _RECORD_ID.fullmatch(parts[0]) else b"?"
+    last = _LAST_SHOWN.get(rid, 0)
+    out = [rid]
+    for i, p in enumerate(parts[1:last], start=2):
+        ok = _shown(rid, i) and len(p) <= EXCERPT_MAX_VALUE and (not p or _DIGITS.fullmatch(p) is not None)
+        out.append(p if ok else b"***" if p else b"")
+    if len(parts) > last and len(parts) > 1:
+        out.append(b"...(%d fields)" % len(parts))
+    return b",".join(out)
+
+
+def valid_receipt_type(s: bytes) -> bool:
+    """レセプト種別 (uke-format.md §4): 医科, insurance kind 1-4, payer count, class digit in its limits."""
+    if not _digits(s, 4) or s[:1] != b"1" or not b"1" <= s[1:2] <= b"4":
+        return False
+    payers, cls = s[2:3], s[3:4]
+    if s[1:2] == b"2":
+        return b"1" <= payers <= b"4" and cls in (b"1", b"2")
+    if not b"1" <= payers <= b"5":
+        return False
+    if s[1:2] == b"3":
+        return cls in (b"7", b"8", b"9", b"0")
+    return b"1" <= cls <= b"6" if s[1:2] == b"4" else True
 
 
 class _Receipt:
@@ -149,6 +175,8 @@ class _FileParser:
     def record_ir(self, f):
         if not _digits(f[4], 7):
             return "bad facility code in field 5 of IR"
+        if len(f) > 7 and f[7] and parse_month(f[7]) is None:
+            return "bad date in field 8 of IR"
         self.facility_code = f[4]
         if f[4] not in self.facilities:
             self.facilities.append(f[4])
@@ -161,6 +189,8 @@ class _FileParser:
             return "RE record before any IR"
         if not _digits(f[2], 4):
             return "bad receipt type in field 3 of RE"
+        if not valid_receipt_type(f[2]):
+            return "unknown receipt type in field 3 of RE"
         ym = parse_month(f[3])
         if ym is None:
             return "bad date in field 4 of RE"
@@ -169,9 +199,11 @@ class _FileParser:
         birth = parse_date(f[6])
         if birth is None:
             return "bad date in field 7 of RE"
-        rc.inpatient = (f[2][3] - 48) % 2 == 1
         rc.month_first = dt.date(ym[0], ym[1], 1).toordinal() - _EPOCH
         rc.month_last = rc.month_first + calendar.monthrange(*ym)[1] - 1
+        if birth > rc.month_last:
+            return "birth date after the treatment month in field 7 of RE"
+        rc.inpatient = (f[2][3] - 48) % 2 == 1
         rc.birth, rc.sex = birth, f[5]
         tail = _SEP + str(birth).encode() + _SEP + f[5]
         chart = f[13].strip(b" ") if len(f) > 13 else b""
@@ -280,7 +312,13 @@ class _FileParser:
         if data.startswith(b"\xef\xbb\xbf"):
             data = data[3:]
         data = data.rstrip(b"\x1a")
-        if not data:
+        eof_line = 0  # a mid-file end-of-file mark: lines from the one holding it on are not read
+        at = data.find(b"\x1a")
+        if at >= 0:
+            start = data.rfind(b"\n", 0, at) + 1
+            eof_line = data.count(b"\n", 0, start) + 1
+            data = data[:start]
+        if not data and not eof_line:
             self.rejects.append((self.index, 0, "empty file", b""))
             self.stats["files_rejected"] = 1
             return
@@ -299,7 +337,10 @@ class _FileParser:
             if text.endswith(b"\r"):
                 text = text[:-1]
             if text and not self.line(text, lineno):
+                eof_line = 0
                 break
+        if eof_line:
+            self.reject(b"", eof_line, "data after the end-of-file mark 0x1A")
         self.close_receipt()
 
 
@@ -343,10 +384,10 @@ def _intern(ids: dict, table: list, tag, item) -> int:
 
 
 def _columns(events, codes, keys, key_utf8, facilities, rejects, stats) -> dict:
-    cols = list(zip(*events)) if events else [()] * 7
+    cols = list(zip(*events, strict=True)) if events else [()] * 7
     dtypes = (np.int32, np.int32, np.int32, np.float32, np.int32, np.uint8, np.int32)
     names = ("key", "day", "code", "value", "facility", "suspected", "dx_start")
-    out = {n: np.asarray(c, dtype=t) for n, c, t in zip(names, cols, dtypes)}
+    out = {n: np.asarray(c, dtype=t) for n, c, t in zip(names, cols, dtypes, strict=True)}
     out.update(codes=codes, keys=keys, key_utf8=np.asarray(key_utf8, np.uint8),
                facilities=facilities, rejects=rejects, stats=stats)
     return out

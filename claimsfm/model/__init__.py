@@ -1,23 +1,14 @@
 """Encoder, scale ladder and checkpoints (docs/internals.md §5).
 
-`claimsfm.model.scale` is pure Python; everything else here needs torch, so it is loaded on first use
-and `from claimsfm.model import resolve_scale` alone does not import torch.
+`claimsfm.model.scale` (ModelConfig, the ladder, the shape rule) is pure Python; everything else here
+needs torch, so it is loaded on first use and `from claimsfm.model import resolve_scale` alone does not
+import torch (tests/model/test_scale.py proves it with torch blocked).
 """
 from __future__ import annotations
 
-from claimsfm.model.scale import count_params, ladder_names, parse_size
-
-
-def resolve_scale(params: str, vocab_size: int, max_len: int = 512):
-    """ModelConfig for a ladder row ('11M', 'demo-S') or any size ('50M') on this vocabulary."""
-    from claimsfm.model.model import config_for
-    from claimsfm.model.scale import resolve
-
-    return config_for(resolve(params, vocab_size, max_len), vocab_size, max_len)
-
+from claimsfm.model.scale import ModelConfig, count_params, ladder_names, parse_size, resolve_scale
 
 _LAZY = {
-    "ModelConfig": "claimsfm.model.model",
     "Encoder": "claimsfm.model.model",
     "load_checkpoint": "claimsfm.model.checkpoint",
     "save_checkpoint": "claimsfm.model.checkpoint",

@@ -5,46 +5,39 @@ Input is a batch dict from `claimsfm.data.collate` (docs/internals.md §4) in on
   packed row, none attends to another, and the linear layers see only real tokens;
 - padded: (B, L) tensors plus `attention_mask` (B, L) bool (the baseline packing is measured against).
 
-Embeddings: code + age (whole years, bucket 0 = unknown) + visit index + segment, summed. Pre-LN
+Embeddings: code + age (whole years, bucket 0 = unknown) + visit index + segment, plus (when
+`config.time_inputs`) the time inputs: days before the reference time and days since the previous
+visit, each in log-spaced buckets (`time_bucket`); the [CLS] token's gap is the time from the last
+event to the reference (the prediction time as an input). All summed. Pre-LN
 blocks with a GELU MLP, a final LayerNorm, and an MLM head tied to the code embedding. The attention
 backend is chosen once, at the first forward: `triton` (claimsfm.kernels.varlen_attention, CUDA),
-`sdpa` (torch scaled_dot_product_attention with the block-diagonal constraint), or `auto`.
+`sdpa` (claimsfm.kernels.attention_ref.SdpaVarlen: torch scaled_dot_product_attention over packed rows
+with a block-diagonal mask; the CPU path), or `auto`. Both are tested against `varlen_attention_ref`.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from claimsfm.errors import ClaimsfmError
-from claimsfm.model.scale import N_AGE, N_SEGMENT
+from claimsfm.kernels.attention_ref import SdpaVarlen
+from claimsfm.model.scale import BACKENDS, N_AGE, N_SEGMENT, N_TIME, ModelConfig
 
-BACKENDS = ("auto", "triton", "sdpa")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    n_layer: int
-    d_model: int
-    n_head: int
-    d_ff: int
-    vocab_size: int
-    max_len: int = 512
-
-    def __post_init__(self):
-        if self.d_model % self.n_head:
-            raise ClaimsfmError(f"d_model {self.d_model} is not a multiple of n_head {self.n_head}")
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_head
+TIME_BUCKETS_PER_DOUBLING = 12
+TIME_SCALE_DAYS = 15.0
 
 
-def config_for(scale, vocab_size: int, max_len: int) -> ModelConfig:
-    return ModelConfig(scale.n_layer, scale.d_model, scale.n_head, scale.d_ff, vocab_size, max_len)
+def time_bucket(days):
+    """Log-spaced bucket of a day count: 0 = unknown (negative), then 1 + floor(12 log2(1 + days / 15)).
+
+    Same day -> 1, 1 week -> 7, 1 month -> 20, 3 months -> 34, 1 year -> 56, 10 years -> 96; widths are
+    ~4 days at 1 month, ~3 weeks at 1 year, ~7 months at 10 years; the last bucket is open-ended (~60 y).
+    """
+    b = torch.floor(TIME_BUCKETS_PER_DOUBLING * torch.log2(1.0 + days.clamp(min=0).float() / TIME_SCALE_DAYS))
+    return torch.where(days < 0, 0, b.long().clamp(max=N_TIME - 2) + 1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -60,65 +53,6 @@ class _TritonVarlen:
 
     def __call__(self, q, k, v):  # (T, H, D) each
         return self.fn(q, k, v, self.cu_seqlens, self.max_seqlen)
-
-
-class _SdpaVarlen:
-    """Varlen attention through SDPA: gather tokens into (G, L) groups, mask across patients.
-
-    A group is either one sequence (pad to max_seqlen) or one packed row of the loader (seq_row),
-    whichever wastes fewer attention FLOPs; a block-diagonal mask keeps patients apart inside a row.
-    Padded slots carry sequence id -1; in a packed row they attend only to each other, so no query
-    row is fully masked (that would give NaN). With one sequence per group a key mask suffices.
-    """
-
-    def __init__(self, cu_seqlens, seq_row=None):
-        cu = cu_seqlens.long()
-        lengths = cu[1:] - cu[:-1]  # (B,)
-        n_seq, n_tok = lengths.numel(), int(cu[-1])
-        group, one_per_group = torch.arange(n_seq, device=cu.device), True
-        if seq_row is not None:
-            seq_row = seq_row.to(cu.device).long()
-            row_len = torch.zeros(int(seq_row.max()) + 1, dtype=torch.long, device=cu.device)
-            row_len.index_add_(0, seq_row, lengths)
-            if row_len.numel() * int(row_len.max()) ** 2 < n_seq * int(lengths.max()) ** 2:
-                group, one_per_group = seq_row, bool(torch.bincount(seq_row).max() == 1)
-        n_group = int(group.max()) + 1
-        # Start of each sequence inside its group: exclusive cumsum over sequences of that group.
-        order = torch.argsort(group, stable=True)
-        sorted_len = lengths[order]
-        csum = torch.cumsum(sorted_len, 0) - sorted_len
-        g_sorted = group[order]
-        g_first = torch.zeros(n_group, dtype=torch.long, device=cu.device)
-        g_first.scatter_reduce_(0, g_sorted, csum, reduce="amin", include_self=False)
-        start_in_group = torch.empty_like(lengths)
-        start_in_group[order] = csum - g_first[g_sorted]
-        g_len = torch.zeros(n_group, dtype=torch.long, device=cu.device).index_add_(0, group, lengths)
-        self.L = int(g_len.max())
-        seq_of_tok = torch.repeat_interleave(torch.arange(n_seq, device=cu.device), lengths)  # (T,)
-        pos = torch.arange(n_tok, device=cu.device) - cu[:-1][seq_of_tok] + start_in_group[seq_of_tok]
-        self.slot = group[seq_of_tok] * self.L + pos  # (T,) flat slot in (G * L)
-        sid = torch.full((n_group * self.L,), -1, dtype=torch.long, device=cu.device)
-        sid[self.slot] = seq_of_tok
-        sid = sid.view(n_group, self.L)
-        if one_per_group and bool((lengths > 0).all()):  # masking padded keys is enough
-            self.mask = None if bool((sid >= 0).all()) else (sid >= 0)[:, None, None, :]  # (G, 1, 1, L)
-        else:
-            self.mask = (sid[:, :, None] == sid[:, None, :]).unsqueeze(1)  # (G, 1, L, L)
-        self.n_group = n_group
-        # Equal lengths (p = 0): the flat tokens already are the groups, no copies needed.
-        self.identity = n_group * self.L == n_tok and bool((self.slot == torch.arange(n_tok, device=cu.device)).all())
-
-    def __call__(self, q, k, v):  # (T, H, D) each
-        T, H, D = q.shape
-
-        def to_groups(x):
-            if not self.identity:
-                x = x.new_zeros(self.n_group * self.L, H, D).index_copy(0, self.slot, x)
-            return x.view(self.n_group, self.L, H, D).transpose(1, 2)  # (G, H, L, D)
-
-        y = F.scaled_dot_product_attention(to_groups(q), to_groups(k), to_groups(v), attn_mask=self.mask)
-        y = y.transpose(1, 2).reshape(self.n_group * self.L, H, D)
-        return y if self.identity else y[self.slot]  # (T, H, D)
 
 
 class _SdpaPadded:
@@ -181,6 +115,9 @@ class Encoder(nn.Module):
         self.wage = nn.Embedding(N_AGE, cfg.d_model)
         self.wvis = nn.Embedding(cfg.max_len, cfg.d_model)
         self.wseg = nn.Embedding(N_SEGMENT, cfg.d_model)
+        if cfg.time_inputs:
+            self.wbefore = nn.Embedding(N_TIME, cfg.d_model)  # days before the reference
+            self.wgap = nn.Embedding(N_TIME, cfg.d_model)  # days since the previous visit ([CLS]: last event)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.apply(self._init_weights)
@@ -199,7 +136,7 @@ class Encoder(nn.Module):
 
     def num_params(self) -> dict:
         total = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        emb = sum(m.weight.numel() for m in (self.wte, self.wage, self.wvis, self.wseg))
+        emb = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Embedding))
         return {"total_params": total, "non_embedding_params": total - emb}
 
     def resolve_backend(self, device) -> str:
@@ -219,13 +156,21 @@ class Encoder(nn.Module):
             return _SdpaPadded(batch["attention_mask"])
         if self.resolve_backend(device) == "triton":
             return _TritonVarlen(batch["cu_seqlens"], batch["max_seqlen"])
-        return _SdpaVarlen(batch["cu_seqlens"], batch.get("seq_row"))
+        return SdpaVarlen(batch["cu_seqlens"], batch.get("seq_row"))
+
+    def embed(self, batch):
+        """Summed input embeddings.  -> (T, d) | (B, L, d)"""
+        ids = batch["input_ids"]
+        age = torch.clamp(torch.div(batch["age_months"], 12, rounding_mode="floor") + 1, 0, N_AGE - 1)
+        visit = torch.clamp(batch["visit"], 0, self.config.max_len - 1)
+        x = self.wte(ids) + self.wage(age) + self.wvis(visit) + self.wseg(batch["segment"])
+        if self.config.time_inputs:
+            x = x + self.wbefore(time_bucket(batch["days_before"])) + self.wgap(time_bucket(batch["gap_days"]))
+        return x
 
     def forward(self, batch):
         ids = batch["input_ids"]
-        age = torch.clamp(torch.div(batch["age"], 12, rounding_mode="floor") + 1, 0, N_AGE - 1)
-        visit = torch.clamp(batch["visit"], 0, self.config.max_len - 1)
-        x = self.wte(ids) + self.wage(age) + self.wvis(visit) + self.wseg(batch["segment"])  # (T, d) | (B, L, d)
+        x = self.embed(batch)  # (T, d) | (B, L, d)
         attend = self._plan(batch, ids.device)
         for block in self.blocks:
             x = block(x, attend)

@@ -21,9 +21,15 @@ from dataclasses import dataclass
 
 from claimsfm.errors import ClaimsfmError
 
+# Attention backends of the encoder (claimsfm.model.model): auto = Triton on CUDA when available, else SDPA.
+BACKENDS = ("auto", "triton", "sdpa")
+
 # Age is embedded in whole years with one extra bucket for "unknown" (negative age); see model.py.
 N_AGE = 121
 N_SEGMENT = 2
+# Time inputs (model.time_bucket): days before the reference and gaps between visits, each in
+# log-spaced buckets (12 per doubling of 15 + days; bucket 0 = unknown, the last one open-ended).
+N_TIME = 128
 
 # name, target params, peak lr, tokens per optimizer step, default token budget
 _LADDERS = {
@@ -45,6 +51,27 @@ _TOLERANCE = 0.05
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """The encoder's shape; `claimsfm.model.model.Encoder` is built from one of these."""
+
+    n_layer: int
+    d_model: int
+    n_head: int
+    d_ff: int
+    vocab_size: int
+    max_len: int = 512
+    time_inputs: bool = True  # embed days before the reference and visit gaps (the ablation switch)
+
+    def __post_init__(self):
+        if self.d_model % self.n_head:
+            raise ClaimsfmError(f"d_model {self.d_model} is not a multiple of n_head {self.n_head}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_head
+
+
+@dataclass(frozen=True)
 class Scale:
     """A resolved size: the shape plus its training defaults."""
 
@@ -58,6 +85,9 @@ class Scale:
     batch_tokens: int
     tokens: int
 
+    def config(self, vocab_size: int, max_len: int, time_inputs: bool = True) -> ModelConfig:
+        return ModelConfig(self.n_layer, self.d_model, self.n_head, self.d_ff, vocab_size, max_len, time_inputs)
+
 
 def ladder_names(ladder: str = "default") -> list[str]:
     if ladder not in _LADDERS:
@@ -65,9 +95,12 @@ def ladder_names(ladder: str = "default") -> list[str]:
     return [row[0] for row in _LADDERS[ladder]]
 
 
-def embedding_params(vocab_size: int, max_len: int, d_model: int) -> int:
-    """Code + age + visit + segment tables (the MLM head is tied to the code table)."""
-    return (vocab_size + N_AGE + max_len + N_SEGMENT) * d_model
+def embedding_params(vocab_size: int, max_len: int, d_model: int, time_inputs: bool = True) -> int:
+    """Code + age + visit + segment (+ 2 time) tables (the MLM head is tied to the code table).
+
+    Shapes are solved with the time tables counted, so a size gives the same shape with and without them.
+    """
+    return (vocab_size + N_AGE + max_len + N_SEGMENT + (2 * N_TIME if time_inputs else 0)) * d_model
 
 
 def block_params(d_model: int, d_ff: int) -> int:
@@ -76,10 +109,11 @@ def block_params(d_model: int, d_ff: int) -> int:
     return 2 * 2 * d + (3 * d * d + 3 * d) + (d * d + d) + (d * d_ff + d_ff) + (d_ff * d + d)
 
 
-def count_params(vocab_size: int, max_len: int, n_layer: int, d_model: int, d_ff: int) -> dict:
+def count_params(vocab_size: int, max_len: int, n_layer: int, d_model: int, d_ff: int,
+                 time_inputs: bool = True) -> dict:
     """Exact trainable parameter counts of `Encoder` (checked against the module in the tests)."""
     non_embedding = n_layer * block_params(d_model, d_ff) + 2 * d_model  # + final LayerNorm
-    total = non_embedding + embedding_params(vocab_size, max_len, d_model)
+    total = non_embedding + embedding_params(vocab_size, max_len, d_model, time_inputs)
     return {"total_params": total, "non_embedding_params": non_embedding}
 
 
@@ -151,14 +185,29 @@ def _interpolate_defaults(target: float) -> tuple[float, int, int]:
     raise AssertionError("unreachable: rows cover the range")
 
 
-def resolve(name: str, vocab_size: int, max_len: int) -> Scale:
-    """A ladder row ('11M', 'demo-S') or any size ('50M') -> Scale with shape and defaults."""
+@dataclass(frozen=True)
+class Defaults:
+    """What a size name fixes before the vocabulary is known: its target count and training defaults."""
+
+    target: float
+    lr: float
+    batch_tokens: int
+    tokens: int
+
+
+def defaults(name: str) -> Defaults:
+    """A ladder row's target and defaults, or those interpolated for any size ('50M'); no shape solved."""
     row = _row(name)
     if row is not None:
-        target, lr, batch_tokens, tokens = row[1], row[2], row[3], row[4]
-    else:
-        target = parse_size(name)
-        lr, batch_tokens, tokens = _interpolate_defaults(target)
+        return Defaults(*row[1:])
+    target = parse_size(name)
+    return Defaults(target, *_interpolate_defaults(target))
+
+
+def resolve(name: str, vocab_size: int, max_len: int) -> Scale:
+    """A ladder row ('11M', 'demo-S') or any size ('50M') -> Scale with shape and defaults."""
+    d = defaults(name)
+    target, lr, batch_tokens, tokens = d.target, d.lr, d.batch_tokens, d.tokens
     n_layer, d_model, n_head, d_ff = solve_shape(target, vocab_size, max_len)
     total = count_params(vocab_size, max_len, n_layer, d_model, d_ff)["total_params"]
     if abs(total - target) > _TOLERANCE * target:
@@ -167,3 +216,8 @@ def resolve(name: str, vocab_size: int, max_len: int) -> Scale:
             f"for a vocabulary of {vocab_size} codes"
         )
     return Scale(name, target, n_layer, d_model, n_head, d_ff, lr, batch_tokens, tokens)
+
+
+def resolve_scale(params: str, vocab_size: int, max_len: int = 512, time_inputs: bool = True) -> ModelConfig:
+    """ModelConfig for a ladder row ('11M', 'demo-S') or any size ('50M') on this vocabulary."""
+    return resolve(params, vocab_size, max_len).config(vocab_size, max_len, time_inputs)

@@ -25,17 +25,25 @@ def load_results(path: Path) -> tuple[dict, Path]:
     file = path / "results.json" if path.is_dir() else path
     if not file.is_file():
         raise ClaimsfmError(f"{file}: no results.json here (run `claimsfm sweep` first)")
-    try:
-        results = read_json(file)
-    except ValueError as exc:
-        raise ClaimsfmError(f"{file}: not valid JSON: {exc}") from None
+    results = read_json(file)  # a one-line error for unreadable, non-JSON or non-object files
+    schema = results.get("schema", 1)
+    if not isinstance(schema, int) or schema < 2:
+        raise ClaimsfmError(f"{file}: results schema {schema!r} predates the non-inferiority rule; "
+                            "rerun `claimsfm sweep` (finished runs and evaluations are reused)")
     for key in ("scales", "tasks"):
         if not isinstance(results.get(key), dict):
             raise ClaimsfmError(f"{file}: missing '{key}' (not a claimsfm sweep results.json)")
     for name, scale in results["scales"].items():
-        if "params" not in scale or "hours" not in scale:
-            raise ClaimsfmError(f"{file}: scale '{name}' lacks 'params' or 'hours'")
+        if not isinstance(scale, dict) or not all(_number(scale.get(k)) for k in ("params", "hours")):
+            raise ClaimsfmError(f"{file}: scale '{name}' lacks a numeric 'params' or 'hours'")
+    for name, task in results["tasks"].items():
+        if not isinstance(task, dict):
+            raise ClaimsfmError(f"{file}: task '{name}' is not an object")
     return results, file
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def run(config: ReportConfig) -> dict:
@@ -43,8 +51,14 @@ def run(config: ReportConfig) -> dict:
     from claimsfm.report import figures, render
 
     results, file = load_results(config.results)
-    out = Path(config.out) if config.out else file.parent
+    from claimsfm.outdir import claim, record
+
+    # The report goes beside results.json by default: into the sweep's folder, whose other files it leaves alone.
+    out = claim(Path(config.out) if config.out else file.parent, "report", [file], accept=("sweep",),
+                contains_ok=True)
     fig_dir = out / "figures"
+    record(out, out / "report.md", out / "report.html", *(fig_dir / f"{name}.png" for name in (
+        "loss_vs_params", "auprc_vs_params", "auprc_vs_hours", "saturation_table")))
     fig_dir.mkdir(parents=True, exist_ok=True)
     figures.loss_vs_params(results, fig_dir / "loss_vs_params.png")
     if figures.scored_tasks(results):

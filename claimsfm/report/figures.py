@@ -67,9 +67,9 @@ def loss_vs_params(results: dict, path: Path) -> None:
     if fit:
         grid = np.geomspace(n.min() / 1.5, n.max() * 1.5, 100)
         ax.plot(grid, fit["a"] * grid ** -fit["b"] + fit["c"], ":", color="black",
-                label=f"fit: {fit['a']:.3g}·N^(−{fit['b']:.3f}) + {fit['c']:.3f}")
+                label="fit: " + fit["formula"].replace("L(N) = ", ""))
     ey = [results["scales"][s].get("eval_loss") for s in order]
-    for s, x, y in zip(order, n, ey):
+    for s, x, y in zip(order, n, ey, strict=True):
         if y is not None:
             ax.annotate(s, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
     ax.set_xscale("log")
@@ -136,13 +136,13 @@ def _auprc_grid(results: dict, path: Path, xs: dict[str, float], ticks: dict[str
                 title: str) -> None:
     tasks = scored_tasks(results)
     fig, axes = _task_grid(len(tasks))
-    for ax, task in zip(axes, tasks):
+    for ax, task in zip(axes, tasks, strict=False):  # the grid may have spare panels
         _task_panel(ax, results, task, xs, ticks)
         ax.set_xlabel(xlabel, fontsize=7)
         ax.set_ylabel("AUPRC", fontsize=7)
     handles, labels = {}, {}
     for ax in axes[: len(tasks)]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             key = "saturation" if lab.startswith("saturation") else lab
             handles.setdefault(key, h)
             labels.setdefault(key, "saturation scale" if key == "saturation" else lab)
@@ -168,7 +168,8 @@ def auprc_vs_hours(results: dict, path: Path) -> None:
     xs = {s: max(float(v["hours"]), 1e-6) for s, v in results["scales"].items()}
     unit = "GPU-hours" if results.get("hours_kind") == "gpu" else "CPU-hours"
     ticks = {s: f"{s}\n{_short_hours(h)}" for s, h in xs.items()}
-    _auprc_grid(results, path, xs, ticks, f"pretraining {unit}", f"Held-out AUPRC vs pretraining {hours_label(results)}")
+    _auprc_grid(results, path, xs, ticks, f"pretraining {unit}",
+                f"Held-out AUPRC vs pretraining {hours_label(results)}")
 
 
 def saturation_table(results: dict, rows: list[list[str]], header: list[str], path: Path) -> None:

@@ -6,9 +6,12 @@ import html
 from pathlib import Path
 
 from claimsfm.report.figures import hours_label
+from claimsfm.sweep.saturation import UNRESOLVED
 
-SATURATION_HEADER = ["task", "kind", "best scale (AUPRC)", "saturation scale (AUPRC)", "hours saved",
+SATURATION_HEADER = ["task", "kind", "best scale (AUPRC)", "verdict", "saturation scale (AUPRC)", "hours saved",
                      "FLOPs saved", "share of sweep", "best − LightGBM [95% CI]", "beats LightGBM"]
+VERDICTS = {"non_inferior": "smaller scale non-inferior", "best_needed": "best scale needed",
+            "unresolved": UNRESOLVED}
 SCALE_HEADER = ["scale", "params", "non-embedding", "train loss", "eval loss", "tokens", "hours", "FLOPs"]
 
 
@@ -28,16 +31,19 @@ def saturation_rows(results: dict) -> list[list[str]]:
         t = results["tasks"][task]
         sat = t.get("saturation")
         if not sat:
-            rows.append([task, t.get("kind", ""), "–", "–", "–", "–", "–", "–", "–"])
+            rows.append([task, t.get("kind", ""), "–", "not scored", "–", "–", "–", "–", "–", "–"])
             continue
         vs = sat.get("versus_lightgbm")
         vs_txt = "–" if vs is None else f"{vs['diff']:+.3f} [{vs['ci'][0]:+.3f}, {vs['ci'][1]:+.3f}]"
         beats = {True: "yes", False: "no", None: "–"}[sat.get("beats_lightgbm")]
-        rows.append([
-            task, t.get("kind", ""), f"{sat['best']} ({sat['best_auprc']:.3f})",
-            f"{sat['saturation']} ({sat['saturation_auprc']:.3f})", _hours(sat["saved"]["hours"]),
-            _num(sat["saved"]["flops"], ".2e"), f"{sat['saved']['share_of_sweep']:.0%}", vs_txt, beats,
-        ])
+        saved = sat.get("saved")
+        if saved is None:
+            cost = ["–", "none claimed", "–", "–"]
+        else:
+            cost = [f"{sat['saturation']} ({sat['saturation_auprc']:.3f})", _hours(saved["hours"]),
+                    _num(saved["flops"], ".2e"), f"{saved['share_of_sweep']:.0%}"]
+        rows.append([task, t.get("kind", ""), f"{sat['best']} ({sat['best_auprc']:.3f})",
+                     VERDICTS[sat["status"]], *cost, vs_txt, beats])
     return rows
 
 
@@ -57,20 +63,26 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _summary_lines(results: dict) -> list[str]:
+    margin = results["margin"]
     lines = [f"- Compute is counted in {hours_label(results)}.",
-             f"- Saturation rule: the smallest scale whose AUPRC is not worse than the best scale's "
-             f"(paired bootstrap 95% CI of the difference reaches 0, or the gap is under "
-             f"{results.get('tolerance', 0.0):g})."]
+             f"- Saturation rule (non-inferiority, margin δ = {margin:g} AUPRC): the saturation scale is the smallest "
+             f"scale whose paired-bootstrap 95% CI of (scale − best) has its lower bound above −{margin:g}. When no "
+             f"smaller scale is shown non-inferior and some is not shown worse either (CI upper bound not below 0), "
+             f"the task is \"{UNRESOLVED}\" and no compute saving is claimed for it."]
     fit = results.get("fit")
-    lines.append(f"- Eval-loss power law: `{fit['formula']}` (RMSE {fit['rmse']:.4f}, {fit['n_points']} scales)."
-                 if fit else "- Eval-loss power law: not fitted (needs at least 3 scales with an eval loss).")
+    note = results.get("fit_note", "")
+    lines.append(f"- Eval-loss power law: `{fit['formula']}` (RMSE {fit['rmse']:.4f}, {fit['n_points']} scales; "
+                 f"{note})." if fit else f"- Eval-loss power law: not reported ({note}).")
     tasks = results["tasks"].values()
     sats = [t["saturation"] for t in tasks if t.get("saturation")]
     if sats:
         beats = sum(1 for s in sats if s.get("beats_lightgbm"))
-        lines.append(f"- The best FM beats LightGBM (CI of the difference above 0) on {beats} of {len(sats)} tasks.")
-        lines.append(f"- The largest scale is needed on {sum(1 for s in sats if s['saturation'] == s['best'] and s['largest_wins'])}"
-                     f" of {len(sats)} tasks.")
+        at_or_above = sum(1 for s in sats if s.get("versus_lightgbm") and s["versus_lightgbm"]["diff"] >= 0)
+        lines.append(f"- The best FM is at or above LightGBM (point estimate) on {at_or_above} of {len(sats)} tasks, "
+                     f"and beats it (CI of the difference above 0) on {beats}.")
+        count = {k: sum(1 for s in sats if s["status"] == k) for k in VERDICTS}
+        lines.append(f"- Verdicts: a smaller scale is non-inferior on {count['non_inferior']}, the best scale is "
+                     f"needed on {count['best_needed']}, unresolved on {count['unresolved']} of {len(sats)} tasks.")
     for note in results.get("notes", []):
         lines.append(f"- {note}")
     return lines

@@ -70,7 +70,7 @@ def _oracles(task_metrics: dict) -> dict:
 
 
 def collect_task(spec, scales: list[str], entries: dict, metrics: dict, baseline: dict, eval_root: Path,
-                 tolerance: float, n_boot: int, seed: int) -> dict:
+                 margin: float, n_boot: int, seed: int) -> dict:
     """The results.json entry of one task (see claimsfm.sweep.run)."""
     out = {"kind": spec.kind, "group": spec.group, "cohort": None, "scales": {}, "lightgbm": None,
            "oracle": {}, "paired": {}, "saturation": None}
@@ -107,5 +107,5 @@ def collect_task(spec, scales: list[str], entries: dict, metrics: dict, baseline
         if versus_lgbm is not None:
             out["paired"][f"{best} - lightgbm"] = versus_lgbm
     compute = {s: {"hours": entries[s]["hours"], "flops": entries[s]["flops"]} for s in entries}
-    out["saturation"] = analyze_task(auprc, params, versus_best, compute, versus_lgbm, tolerance)
+    out["saturation"] = analyze_task(auprc, params, versus_best, compute, versus_lgbm, margin)
     return out

@@ -83,7 +83,8 @@ def achieved_flops_per_s(throughput: dict | None) -> tuple[float, str]:
                       f"{H200_PEAK_FLOPS / 1e12:.0f} TFLOP/s bf16 = {rate / 1e12:.0f} TFLOP/s per GPU for every scale")
     rate = throughput["flops_per_s"]
     return rate, (f"measured: {throughput['tokens_per_s']:.4g} real tokens/s, packed, on a "
-                  f"{throughput['params'] / 1e6:.3g}M-parameter model ({throughput['device']}, {throughput['source']}) = "
+                  f"{throughput['params'] / 1e6:.3g}M-parameter model ({throughput['device']}, "
+                  f"{throughput['source']}) = "
                   f"{rate / 1e12:.1f} TFLOP/s, {rate / H200_PEAK_FLOPS:.0%} MFU; assumed the same for every scale "
                   f"(smaller models usually reach less, so their hours are lower bounds)")
 

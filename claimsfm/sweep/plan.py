@@ -61,7 +61,8 @@ def dry_run(names: list[str], data: Path | None, tokens: int | None, max_len: in
         per_patient = float(compute.ASSUMED_TOKENS_PER_PATIENT)
         notes.append(f"tokens per patient: ASSUMED {per_patient:.0f} (pass --data to measure)")
     else:
-        notes.append(f"tokens per patient: {per_patient:.1f} (mean sequence length at max_len {max_len}, measured on {data})")
+        notes.append(f"tokens per patient: {per_patient:.1f} (mean sequence length at max_len {max_len}, "
+                     f"measured on {data})")
     plan = compute.paper_plan(scale_shapes(names, vocab, max_len), per_patient, tokens,
                               compute.measured_throughput(benchmarks_dir))
     plan["notes"] = notes + plan["notes"] + [

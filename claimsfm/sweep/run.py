@@ -6,26 +6,30 @@ same splits (`<out>/eval/<scale>/`), and LightGBM once (`<out>/eval/lightgbm/`).
 whose `metrics.json` exists with the same settings is reused, so an interrupted sweep resumes.
 
 results.json (read by `claimsfm.report`):
-  schema 1; data; hours_kind "gpu" | "cpu"; tolerance; tokens; notes [str]
+  schema 2; data; hours_kind "gpu" | "cpu"; margin (δ of the non-inferiority rule); tokens; notes [str]
   scales: {scale: {params, non_embedding_params, n_layer, d_model, train_loss, eval_loss,
            tokens_seen, steps, wall_time_s, gpu_hours, hours, flops, device, run_dir}}
   tasks:  {task: {kind, group, cohort, scales: {scale: summarize()}, lightgbm: summarize() | null,
            oracle: {name: summarize()}, paired: {"<a> - <b>": paired_bootstrap()}, saturation}}
-  fit:    power law of eval loss vs params (`powerlaw.fit_power_law`) or null
+  fit:    power law of eval loss vs params, or null when not identifiable; fit_note: what was fitted
+          and why (`powerlaw.loss_law`)
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from claimsfm.errors import ClaimsfmError
+from claimsfm.errors import ClaimsfmError, check_seed
+from claimsfm.eval import check_mode, check_n_boot
 from claimsfm.io import read_json, write_json, write_run_config
+from claimsfm.model.scale import ladder_names
+from claimsfm.outdir import claim, record
 from claimsfm.sweep import compute
 from claimsfm.sweep.collect import collect_task
-from claimsfm.sweep.powerlaw import fit_power_law
+from claimsfm.sweep.powerlaw import loss_law
+from claimsfm.sweep.saturation import DEFAULT_MARGIN, check_margin
 
-DEFAULT_SCALES = "2.2M,11M,32M,57M,101M"
-MODES = ("finetune", "probe")
+DEFAULT_SCALES = ",".join(ladder_names("default"))  # the paper's ladder (2.2M ... 101M)
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class SweepConfig:
     scales: str = DEFAULT_SCALES
     tasks: str = "all"
     tokens: int | None = None
-    tolerance: float = 0.0
+    margin: float = DEFAULT_MARGIN      # δ: a smaller scale is non-inferior when CI lo of (scale - best) > -δ
     runs: Path = Path("runs")
     out: Path | None = None              # default: <runs>/sweep
     dry_run: bool = False
@@ -46,6 +50,18 @@ class SweepConfig:
     benchmarks: Path = Path("benchmarks/results")
     pretrain_options: dict = field(default_factory=dict)  # extra PretrainConfig fields (demo sizing)
     eval_options: dict = field(default_factory=dict)      # extra EvalConfig fields (demo sizing)
+    notes: tuple[str, ...] = ()                           # caller's notes for results.json and the report
+
+    def check(self) -> None:
+        """Every option rule (the data folder is checked after --dry-run, which does not need it)."""
+        check_mode(self.mode)
+        check_margin(self.margin)
+        check_n_boot(self.n_boot)
+        check_seed(self.seed)
+        if self.tokens is not None and self.tokens <= 0:
+            raise ClaimsfmError(f"--tokens must be positive, got {self.tokens}")
+        if self.max_len < 2:
+            raise ClaimsfmError(f"--max-len must be at least 2, got {self.max_len}")
 
 
 def parse_scales(text: str) -> list[str]:
@@ -72,11 +88,10 @@ def parse_scales(text: str) -> list[str]:
 
 
 def _row(name: str):
-    """A scale's target size and training defaults, which do not depend on the vocabulary; a one-code
-    vocabulary and max_len 1 keep the shape solvable for every size."""
-    from claimsfm.model.scale import resolve
+    """A scale's target size and training defaults, which do not depend on the vocabulary."""
+    from claimsfm.model.scale import defaults
 
-    return resolve(name, 1, 1)
+    return defaults(name)
 
 
 def _out_dir(config: SweepConfig) -> Path:
@@ -93,7 +108,7 @@ def _pretrain(config: SweepConfig, scale: str, tokens: int) -> dict:
     summary_path = run_dir / "summary.json"
     done = summary_path.is_file() and read_json(summary_path).get("finished")
     print(f"[sweep] {scale}: {'reusing finished run' if done else f'pretraining on {tokens:,} tokens'} -> {run_dir}")
-    options = {"data": str(config.data), "params": scale, "out": str(run_dir), "runs": str(config.runs),
+    options = {"data": Path(config.data), "params": scale, "out": run_dir, "runs": Path(config.runs),
                "tokens": tokens, "max_len": config.max_len, "seed": config.seed, **config.pretrain_options}
     return pretrain_run(PretrainConfig(**options))
 
@@ -112,8 +127,8 @@ def _evaluate(config: SweepConfig, name: str, model_dir: Path | None, baselines:
         print(f"[sweep] {name}: reusing evaluation {out}")
         return read_json(out / "metrics.json")
     print(f"[sweep] {name}: evaluating tasks '{config.tasks}' -> {out}")
-    options = {"data": str(config.data), "task": config.tasks, "model": str(model_dir) if model_dir else None,
-               "runs": str(config.runs), "baselines": baselines, "mode": config.mode, "out": str(out),
+    options = {"data": Path(config.data), "task": config.tasks, "model": model_dir,
+               "runs": Path(config.runs), "baselines": baselines, "mode": config.mode, "out": out,
                "seed": config.seed, "n_boot": config.n_boot, "max_len": config.max_len, **config.eval_options}
     evaluate_run(EvalConfig(**options))
     write_json(marker, settings)
@@ -139,17 +154,11 @@ def _scale_entry(scale: str, summary: dict, run_dir: Path, tokens: int) -> dict:
 def _token_budget(config: SweepConfig, scales: list[str]) -> int:
     """One budget for every scale: --tokens, else the smallest default budget of the chosen rows."""
     if config.tokens is not None:
-        if config.tokens <= 0:
-            raise ClaimsfmError(f"--tokens must be positive, got {config.tokens}")
         return int(config.tokens)
     return min(_row(s).tokens for s in scales)
 
 
-def _check(config: SweepConfig) -> None:
-    if config.mode not in MODES:
-        raise ClaimsfmError(f"--mode must be one of {', '.join(MODES)}, got {config.mode!r}")
-    if config.tolerance < 0:
-        raise ClaimsfmError(f"--tolerance must be >= 0, got {config.tolerance}")
+def _check_data(config: SweepConfig) -> None:
     if config.data is None:
         raise ClaimsfmError("--data is required (the folder written by `claimsfm ingest`)")
     from claimsfm.data.store import resolve_store_dir
@@ -159,20 +168,21 @@ def _check(config: SweepConfig) -> None:
 
 def run(config: SweepConfig) -> dict:
     """Run the sweep (or, with dry_run, the paper-scale plan); returns results (or the plan)."""
+    config.check()
     scales = parse_scales(config.scales)
     if config.dry_run:
         from claimsfm.sweep.plan import dry_run
 
         plan = dry_run(scales, Path(config.data) if config.data else None, config.tokens, config.max_len,
                        Path(config.benchmarks))
-        write_json(_out_dir(config) / "plan.json", plan)
+        write_json(claim(_out_dir(config), "sweep", [config.data]) / "plan.json", plan)
         return plan
-    _check(config)
+    _check_data(config)
     from claimsfm.tasks.spec import select_tasks
 
     specs = select_tasks(config.tasks)
-    out = _out_dir(config)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim(_out_dir(config), "sweep", [config.data])
+    record(out, out / "config.json", out / "results.json")
     write_run_config(out, {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()})
     tokens = _token_budget(config, scales)
     entries, metrics = {}, {}
@@ -196,14 +206,15 @@ def run(config: SweepConfig) -> dict:
 def _assemble(config, scales, entries, metrics, baseline, specs, tokens) -> dict:
     kinds = {e["hours_kind"] for e in entries.values()}
     hours_kind = "gpu" if kinds == {"gpu"} else "cpu"
-    notes = []
+    notes = list(config.notes)
     if len(kinds) > 1:
         notes.append("scales ran on different devices: hours mix GPU-hours and CPU wall-clock hours")
     tasks = {}
     for spec in specs:
         tasks[spec.name] = collect_task(spec, scales, entries, metrics, baseline, _out_dir(config) / "eval",
-                                        config.tolerance, config.n_boot, config.seed)
+                                        config.margin, config.n_boot, config.seed)
     losses = [(e["params"], e["eval_loss"]) for e in entries.values() if e.get("eval_loss") is not None]
-    fit = fit_power_law([p for p, _ in losses], [v for _, v in losses]) if losses else None
-    return {"schema": 1, "data": str(config.data), "hours_kind": hours_kind, "tolerance": config.tolerance,
-            "tokens": tokens, "mode": config.mode, "notes": notes, "scales": entries, "tasks": tasks, "fit": fit}
+    law = loss_law([p for p, _ in losses], [v for _, v in losses])
+    return {"schema": 2, "data": str(config.data), "hours_kind": hours_kind, "margin": config.margin,
+            "tokens": tokens, "mode": config.mode, "notes": notes, "scales": entries, "tasks": tasks,
+            "fit": law["fit"], "fit_note": law["note"]}

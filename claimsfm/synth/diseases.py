@@ -100,6 +100,20 @@ def cum_hazard(d: int, sex: np.ndarray, age: np.ndarray) -> np.ndarray:
     return out
 
 
+# SLOPE[d, sex-1, k]: base hazard per month between knots k and k+1 (base_hazard's arithmetic, tabulated)
+SLOPE = (CUM[:, :, 1:] - CUM[:, :, :-1]) / (KNOTS[1:] - KNOTS[:-1]) / 12.0
+PLAIN = np.array([m.kind not in ("dependent", "episodic") for m in MODULES])
+
+
+def base_hazards(sex: np.ndarray, age: np.ndarray) -> np.ndarray:
+    """Every module's base_hazard at once, the same values.  (n,), (n,) -> (n, D)"""
+    k = np.clip(np.searchsorted(KNOTS, age, side="right") - 1, 0, len(KNOTS) - 2)
+    out = np.ascontiguousarray(SLOPE[:, (sex == 2).astype(np.int64), k].T)   # (n, D)
+    for d in np.flatnonzero(~PLAIN):
+        out[:, d] = base_hazard(d, sex, age)
+    return out
+
+
 def base_hazard(d: int, sex: np.ndarray, age: np.ndarray) -> np.ndarray:
     """Monthly base hazard of module d (slope of H* per year / 12).  (n,) -> (n,)"""
     m = MODULES[d]

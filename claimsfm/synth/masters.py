@@ -100,9 +100,15 @@ def _csv(rows) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def write_masters(folder: Path) -> None:
-    """`diseases.csv`, `drugs.csv`, `procedures.csv` (internals.md §1)."""
+def write_masters(folder: Path, extra: dict | None = None) -> None:
+    """`diseases.csv`, `drugs.csv`, `procedures.csv` (internals.md §1); `extra` (file name -> rows, from the
+    background layer) appends rows to them or adds files (`devices.csv`)."""
     folder = Path(folder)
-    write_bytes(folder / "diseases.csv", _csv((c, n, icd, icd[:3]) for c, n, icd, _ in DISEASES))
-    write_bytes(folder / "drugs.csv", _csv((drug_code(k), n, yj, yj[:4]) for k, yj, n, _ in DRUGS))
-    write_bytes(folder / "procedures.csv", _csv((code, n, kubun, kubun[0]) for _, code, kubun, n, _, _ in PROCEDURES))
+    extra = extra or {}
+    files = {"diseases.csv": [(c, n, icd, icd[:3]) for c, n, icd, _ in DISEASES],
+             "drugs.csv": [(drug_code(k), n, yj, yj[:4]) for k, yj, n, _ in DRUGS],
+             "procedures.csv": [(code, n, kubun, kubun[0]) for _, code, kubun, n, _, _ in PROCEDURES]}
+    for name, rows in extra.items():
+        files[name] = files.get(name, []) + list(rows)
+    for name, rows in files.items():
+        write_bytes(folder / name, _csv(rows))

@@ -40,6 +40,10 @@ class Receipt:
     card_number: str
     sy: list
     items: list
+    patient: int = -1        # the generator's patient index (not written; for the cohort statistics)
+    bg_sy: str = ""          # background layer: pre-formatted SY lines, CRLF-joined
+    bg_items: str = ""       # background layer: pre-formatted SI/IY/TO lines (each its own billing unit)
+    bg_points: int = 0       # their 点数 x 回数
 
 
 def receipt_type(kind: int, dependant: bool, age: float, inpatient: bool) -> tuple[str, str]:
@@ -121,10 +125,18 @@ def dialysis_days(dim: int) -> list:
     return list(range(1, dim + 1, 2))[:13]
 
 
-def month_receipts(sim, m: int, out: dict) -> dict:
-    """{hospital index: [Receipt]} for the visitors of month m (patients in index order)."""
+def month_receipts(sim, m: int, out: dict, background=None) -> dict:
+    """{hospital index: [Receipt]} for the visitors of month m (patients in index order).
+
+    `background` (a background.Background, stepped to month m) adds its codes to these receipts; it
+    reads the visits and never changes the planted state."""
     pop, dim, first = sim.pop, days_in_month(m), month_first_day(m)
     idx = np.flatnonzero(out["visit"])
+    if background is not None:
+        bg_sy, bg_items, bg_points = background.emit(m, idx, out["day1"][idx])
+    else:
+        bg_sy = bg_items = [""] * len(idx)
+        bg_points = [0] * len(idx)
     u = np.stack([uniform(sim.keys[idx], m, s) for s in range(43, 49)], axis=1).tolist()
     rows = dict(dx=sim.dx[idx].tolist(), dx_day=sim.dx_day[idx].tolist(), hosp=sim.cur_hosp[idx].tolist(),
                 day1=out["day1"][idx].tolist(), stay=out["admit"][idx].tolist(), dying=out["dying"][idx].tolist(),
@@ -156,7 +168,8 @@ def month_receipts(sim, m: int, out: dict) -> dict:
             month=m, rtype=rtype, name=pop.name[i], sex=int(pop.sex[i]), birth_day=int(pop.birth_day[i]),
             benefit=benefit, admission_day=first + day1 - 1 if stay else None, chart_no=f"{charts[j]:09d}",
             kana=pop.kana[i], insurer_no=pop.insurer_no[i], card_symbol=pop.card_symbol[i],
-            card_number=pop.card_number[i], sy=sy, items=items))
+            card_number=pop.card_number[i], sy=sy, items=items, patient=i, bg_sy=bg_sy[j], bg_items=bg_items[j],
+            bg_points=bg_points[j]))
     sim.visited[idx, sim.cur_hosp[idx]] = True
     return per_h
 
@@ -167,7 +180,7 @@ def _lists(mask: np.ndarray, names=None) -> list:
     if names is not None:
         cols = np.asarray(names)[cols]
     out = [[] for _ in range(mask.shape[0])]
-    for r, c in zip(rows.tolist(), cols.tolist()):
+    for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
         out[r].append(c)
     return out
 
@@ -185,7 +198,7 @@ def _receipt_types(pop, idx, age, inpatient) -> list:
     last = np.where(inpatient, 1, 2) + np.select([age < 6, (age >= 70) & (age < 75), dep], [2, 6, 4], 0)
     rtype = np.where(kind == 2, np.where(inpatient, 1317, 1318), 1110 + last)
     benefit = np.where(kind == 1, np.where((age < 6) | (age >= 70), "80", "70"), "")
-    return list(zip(rtype.astype(str).tolist(), benefit.tolist()))
+    return list(zip(rtype.astype(str).tolist(), benefit.tolist(), strict=True))
 
 
 def _inpatient_items(dx, drugs, onsets, day1, stay, dim) -> list:

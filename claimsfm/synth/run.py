@@ -8,13 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from claimsfm.errors import ClaimsfmError
-from claimsfm.io import atomic_dir, write_json
+from claimsfm.errors import ClaimsfmError, check_seed
+from claimsfm.io import write_json
+from claimsfm.outdir import build, check_name
+from claimsfm.synth.background import LEVELS, Background, PlantedTokens, cohort_statistics
 from claimsfm.synth.diseases import INDEX
 from claimsfm.synth.hospitals import draw_hospitals
 from claimsfm.synth.masters import write_masters
 from claimsfm.synth.observation import month_receipts
-from claimsfm.synth.oracle import TruthCollector, write_keys
+from claimsfm.synth.oracle import ORACLE_METHOD, TruthCollector, write_keys
 from claimsfm.synth.population import PROFILES, draw_population
 from claimsfm.synth.prescribing import REGIMENS, RI
 from claimsfm.synth.simulate import Simulation
@@ -27,7 +29,7 @@ AGE_BANDS = ((20, 30), (30, 40), (40, 50), (50, 60), (60, 70), (70, 200))
 
 @dataclass(frozen=True)
 class SynthConfig:
-    out: str
+    out: Path
     patients: int = 3000
     hospitals: int = 8
     start: str = "2014-01"
@@ -37,25 +39,29 @@ class SynthConfig:
     era_dates: bool = False
     overwrite: bool = False
     progress: bool = True
+    background: str = "default"   # none | default: the background code layer (background.py)
 
+    def start_month(self) -> int:
+        return month_index(int(self.start[:4]), int(self.start[5:]))
 
-def _validate(cfg: SynthConfig) -> int:
-    if not re.fullmatch(r"\d{4}-\d{2}", cfg.start) or not 1 <= int(cfg.start[5:]) <= 12:
-        raise ClaimsfmError(f"--start must be YYYY-MM, got {cfg.start!r}")
-    for flag, value, lo in (("--patients", cfg.patients, 1), ("--hospitals", cfg.hospitals, 1), ("--months", cfg.months, 1)):
-        if value < lo:
-            raise ClaimsfmError(f"{flag} must be >= {lo}, got {value}")
-    if cfg.hospitals > 9999:
-        raise ClaimsfmError(f"--hospitals must be <= 9999, got {cfg.hospitals}")
-    if cfg.profile not in PROFILES:
-        raise ClaimsfmError(f"--profile must be one of {', '.join(PROFILES)}, got {cfg.profile!r}")
-    start = month_index(int(cfg.start[:4]), int(cfg.start[5:]))
-    if start < 1990 * 12 or start + cfg.months > 2100 * 12:
-        raise ClaimsfmError(f"--start/--months must stay within 1990-2099, got {cfg.start} + {cfg.months}")
-    out = Path(cfg.out)
-    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
-        raise ClaimsfmError(f"--out {out}: folder exists and is not empty (pass --overwrite to replace it)")
-    return start
+    def check(self) -> None:
+        """Every option rule, before anything is simulated or written."""
+        if not re.fullmatch(r"\d{4}-\d{2}", self.start) or not 1 <= int(self.start[5:]) <= 12:
+            raise ClaimsfmError(f"--start must be YYYY-MM, got {self.start!r}")
+        for flag, value, lo in (("--patients", self.patients, 1), ("--hospitals", self.hospitals, 1),
+                                ("--months", self.months, 1)):
+            if value < lo:
+                raise ClaimsfmError(f"{flag} must be >= {lo}, got {value}")
+        if self.hospitals > 9999:
+            raise ClaimsfmError(f"--hospitals must be <= 9999, got {self.hospitals}")
+        check_seed(self.seed)
+        if self.background not in LEVELS:
+            raise ClaimsfmError(f"--background must be one of {', '.join(LEVELS)}, got {self.background!r}")
+        if self.profile not in PROFILES:
+            raise ClaimsfmError(f"--profile must be one of {', '.join(PROFILES)}, got {self.profile!r}")
+        start = self.start_month()
+        if start < 1990 * 12 or start + self.months > 2100 * 12:
+            raise ClaimsfmError(f"--start/--months must stay within 1990-2099, got {self.start} + {self.months}")
 
 
 def _progress(total: int, enabled: bool):
@@ -64,7 +70,8 @@ def _progress(total: int, enabled: bool):
 
 
 def run(cfg: SynthConfig) -> dict:
-    start = _validate(cfg)
+    cfg.check()
+    start = cfg.start_month()
     t0 = time.perf_counter()
     hospitals = draw_hospitals(cfg.seed, cfg.hospitals)
     keys = patient_keys(cfg.seed, cfg.patients)
@@ -75,28 +82,44 @@ def run(cfg: SynthConfig) -> dict:
     truth = TruthCollector(sim, specs, start, last)
     initial = prevalence_table(sim, start)
     counts = {"receipts": 0, "lines": 0, "sy_lines": 0, "sy_suspected": 0, "inpatient_receipts": 0}
-    with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp, _progress(cfg.months, cfg.progress) as bar:
+    bg = Background(keys, pop.birth_day, pop.sex, start, cfg.era_dates) if cfg.background != "none" else None
+    planted = PlantedTokens()
+    with build(cfg.out, "synth", replace=cfg.overwrite) as tmp, _progress(cfg.months, cfg.progress) as bar:
         for m in range(start, last + 1):
             out = sim.step(m)
             truth.after_step(m, out)
-            per_h = month_receipts(sim, m, out)
+            if bg is not None:
+                bg.step(m)
+            per_h = month_receipts(sim, m, out, bg)
             for h, hosp in enumerate(hospitals):
                 receipts = per_h.get(h, [])
-                path = tmp / "uke" / hosp.code / f"{fmt_month(m + 1, False)}.UKE"
+                path = tmp / "uke" / check_name(hosp.code, "facility code") / f"{fmt_month(m + 1, False)}.UKE"
                 n_r, n_l = write_file(path, hosp, m + 1, receipts, cfg.era_dates)
                 counts["receipts"] += n_r
                 counts["lines"] += n_l
+                planted.add(receipts)
                 for r in receipts:
                     counts["sy_lines"] += len(r.sy)
                     counts["sy_suspected"] += sum(1 for s in r.sy if s[3] == "8002")
                     counts["inpatient_receipts"] += int(r.rtype[-1]) % 2
             bar.update(1)
-        write_masters(tmp / "masters")
+        write_masters(tmp / "masters", bg.master_rows() if bg is not None else None)
         write_keys(sim, tmp / "truth")
         oracle = truth.write(tmp / "truth")
         summary = _summary(cfg, sim, start, last, initial, counts, oracle, time.perf_counter() - t0)
+        summary["vocabulary"] = _vocabulary(sim, planted, bg)
         write_json(tmp / "synth.json", summary)
     return summary
+
+
+def _vocabulary(sim, planted: PlantedTokens, bg) -> dict:
+    """Cohort token statistics; patient-years run from each patient's first to last claim month."""
+    seen = sim.first_claim >= 0
+    years = float((sim.last_claim[seen] - sim.first_claim[seen] + 1).sum()) / 12.0
+    counts = planted.counts(int(seen.sum()), int((sim.death_month >= 0).sum()))
+    stats = cohort_statistics(counts, bg.code_tokens() if bg is not None else {}, years)
+    return {"background": "none" if bg is None else "default",
+            "background_cpu_s": None if bg is None else round(bg.cpu_s, 2)} | stats
 
 
 def prevalence_table(sim, m) -> dict:
@@ -153,8 +176,6 @@ def _summary(cfg, sim, start, last, initial, counts, oracle, seconds) -> dict:
         "truth_keys": ("truth/keys.parquet maps the generator's `patient` to each (facility_code, chart_no) it visited and to "
                        "its one insurer identity (insurer_no, card_symbol, card_number, birth_date, sex), as written in the "
                        "UKE RE/HO records; `claimsfm ingest` re-keys truth/ by subject_id with the same salt and link mode"),
-        "oracle_method": ("incidence: exact forward filter over (frailty class, undiagnosed onset) given the claims, "
-                          "window projected with covariates frozen at t; medication: on-treatment state from the last "
-                          "dispensing and visit, starts by the prescribing rule; no rollouts of within-window covariate changes"),
+        "oracle_method": ORACLE_METHOD,
         "month_span": [fmt_month(start, False), fmt_month(last, False)],
     }

@@ -1,15 +1,18 @@
 """The monthly simulation: latent world (onsets), observation (visits, coding), prescribing and
 death, vectorised over patients. `Simulation.step(m)` advances one month and returns what the
 month's claims show; run.py writes them and truth.py reads the state for the oracle.
+`Simulation.fork(rows, keys)` copies some patients onto other random streams: the oracle's
+rollouts (rollout.py) run the same `step` on forks, so the parent's draws and claims never change.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
 
 from claimsfm.synth import links
-from claimsfm.synth.diseases import D, INDEX, MODULES, Z_PRIOR, Z_VALUES, base_hazard, cum_hazard, onset_age
+from claimsfm.synth.diseases import D, INDEX, MODULES, Z_PRIOR, Z_VALUES, base_hazards, cum_hazard, onset_age
 from claimsfm.synth.masters import DRUG_INDEX
 from claimsfm.synth.prescribing import GROUP_DRUGS, NAMES, REGIMENS, RI, ingredient_weights, option_weights, start_probability
 from claimsfm.synth.streams import choice, uniform
@@ -26,7 +29,13 @@ RULE_OUT = np.array([INDEX[k] for k in ("af", "hf", "dementia", "stroke", "t2d",
 PARENT = np.array([INDEX[m.parent] if m.parent else -1 for m in MODULES])
 R = len(NAMES)
 DRUG_GROUP = {DRUG_INDEX[k]: links.G[g] for g, ks in GROUP_DRUGS.items() for k in ks}
+GROUP_OF = np.full(len(DRUG_INDEX) + 1, -1, np.int64)   # drug index -> links group, -1 for none
+for _i, _g in DRUG_GROUP.items():
+    GROUP_OF[_i] = _g
 NEVER = -10**6
+# Per-patient state that `step` reads or writes; a fork copies exactly these rows
+STATE = ("birth_year", "zk", "z", "onset", "dx", "dx_day", "reg_opt", "reg_drugs", "reg_start", "reg_last_disp",
+         "reg_last_opt", "last_disp", "run_start", "alive", "death_month", "first_claim", "last_claim")
 
 
 def visit_probability(dx, reg_opt, age) -> np.ndarray:
@@ -69,6 +78,21 @@ class Simulation:
         self.visited = np.zeros((n, len(hospitals)), bool)
         self.first_line = []                              # option index of every first-line T2D start
         self._initial_states()
+
+    def fork(self, rows: np.ndarray, keys: np.ndarray) -> Simulation:
+        """Patients `rows` (repeats allowed) as a new simulation drawing from `keys` (len(rows),).
+
+        The copy shares hospitals and reads the same state; stepping it leaves this one untouched.
+        No claims are written for a fork (identities and `visited` are not carried).
+        """
+        sim = object.__new__(Simulation)
+        sim.keys, sim.hosp, sim.start, sim.n = keys, self.hosp, self.start, len(rows)
+        sim.pop = dataclasses.replace(self.pop, **{f.name: getattr(self.pop, f.name)[rows] if isinstance(
+            getattr(self.pop, f.name), np.ndarray) else [] for f in dataclasses.fields(self.pop)})
+        for name in STATE:
+            setattr(sim, name, getattr(self, name)[rows].copy())
+        sim.visited, sim.first_line = None, []
+        return sim
 
     def age(self, m: int) -> np.ndarray:
         return (month_first_day(m) + 14 - self.pop.birth_day) / 365.25
@@ -135,7 +159,7 @@ class Simulation:
         age = self.age(m)
         self.cur_age = age
         self.cur_link = links.link_multipliers(self.dx, self.last_disp, self.run_start, self.birth_year, age, m)
-        base = np.stack([base_hazard(d, self.pop.sex, age) for d in range(D)], axis=1)
+        base = base_hazards(self.pop.sex, age)                 # (N, D)
         dep = PARENT >= 0
         base[:, dep] *= self.dx[:, PARENT[dep]] >= 0
         self.cur_h = base * self.cur_link                      # (N, D) hazard without the frailty
@@ -148,7 +172,8 @@ class Simulation:
         self.cur_visit = visit
         day1 = 1 + np.floor(uniform(self.keys, m, 11) * days_in_month(m)).astype(np.int64)
         self._detect(m, visit, day1)
-        self._suspected(m, visit, (self.cur_at_onset.any(axis=1)) | dying)
+        if self.visited is not None:   # only claims show 疑い codes; a fork writes none (its draws are its own)
+            self._suspected(m, visit, (self.cur_at_onset.any(axis=1)) | dying)
         dispensed = self._prescribe(m, visit, age)
         self.death_month[dying] = m
         self.alive &= ~dying
@@ -216,8 +241,9 @@ class Simulation:
         self.reg_last_disp[on] = m
         self.reg_last_opt[on] = self.reg_opt[on]
         drugs = np.where(on[:, :, None], self.reg_drugs, -1).reshape(self.n, -1)
-        for i, g in DRUG_GROUP.items():
-            got = (drugs == i).any(axis=1)
+        group = GROUP_OF[drugs]                                  # -1 (no drug) reads the last entry, -1
+        for g in range(len(links.GROUPS)):
+            got = (group == g).any(axis=1)
             fresh = got & (self.last_disp[:, g] < m - 3)
             self.run_start[fresh, g] = m
             self.last_disp[got, g] = m

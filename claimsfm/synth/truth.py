@@ -1,23 +1,18 @@
-"""Ground truth: labels by the task engine's rule, the latent and observable oracles, hazards.
+"""Ground truth helpers: which module or drugs a task targets, who is eligible, and the filters.
 
-Incidence: the observable oracle keeps, per patient and target module, the exact posterior over
-(frailty class Z, onset-but-undiagnosed) given the claims (a forward filter fed by the same hazards
-and visits as the generator); the latent oracle uses the true (Z, state). Both then project the
-window with the covariates frozen at t (age advancing): p = P(first confirmed code in (t, t+w]).
-Medication: the on-treatment state is inferred exactly from the last dispensing and the last visit
-(a patient on a regimen is dispensed at every visit); starts follow prescribing.start_probability.
-Events that would change the covariates inside the window (a new indication, a new link) are not
-rolled out: the oracle is first-order there, which the report states.
+IncidenceFilter keeps, per patient and module, the exact posterior over (frailty class Z,
+onset-but-undiagnosed) given the claims (a forward filter fed by the same hazards and visits as
+the generator). The oracle itself is computed by rollouts of the simulator (rollout.py); the
+observable one draws its starting hidden state from these filters.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from claimsfm.synth import links
-from claimsfm.synth.diseases import INDEX, MODULES, Z_PRIOR, Z_VALUES, base_hazard, cum_hazard
+from claimsfm.synth.diseases import INDEX, MODULES, Z_PRIOR, Z_VALUES, cum_hazard
 from claimsfm.synth.masters import DISEASES, DRUGS, PROCEDURES
-from claimsfm.synth.prescribing import NAMES, REGIMENS, RI, option_has, option_weights, start_probability
-from claimsfm.synth.simulate import CODED_AT_ONSET, PARENT, PRODROME, Q, visit_probability
+from claimsfm.synth.prescribing import NAMES, REGIMENS, RI, option_has
+from claimsfm.synth.simulate import CODED_AT_ONSET, PARENT, PRODROME, Q
 from claimsfm.tasks.cohort import age_years, month_end_day
 
 
@@ -78,91 +73,10 @@ class IncidenceFilter:
         self.f = np.where(total > 0, f / np.maximum(total, 1e-300), self.f)
 
 
-def project_incidence(sim, d, idx, t, window) -> np.ndarray:
-    """P(first confirmed code of module d in months t+1..t+window) per (patient, Z class, state).  (n, K, 2)"""
-    age = sim.age(t + 1)[idx]
-    sex = sim.pop.sex[idx]
-    link = links.link_multipliers(sim.dx[idx], sim.last_disp[idx], sim.run_start[idx], sim.birth_year[idx], age, t + 1)[:, d]
-    if PARENT[d] >= 0:
-        link = link * (sim.dx[idx, PARENT[d]] >= 0)
-    v = visit_probability(sim.dx[idx], sim.reg_opt[idx], age)
-    mu = links.death_hazard(sim.dx[idx], age)
-    out = np.zeros((len(idx), len(Z_VALUES), 2))
-    for s in (0, 1):
-        s0 = np.full((len(idx), len(Z_VALUES)), 1.0 - s)
-        s1 = np.full((len(idx), len(Z_VALUES)), float(s))
-        cum = np.zeros_like(s0)
-        for j in range(window):
-            h = base_hazard(d, sex, age + j / 12.0) * link
-            onset = s0 * (1 - np.exp(-Z_VALUES[None, :] * h[:, None]))
-            s0 = s0 - onset
-            if CODED_AT_ONSET[d]:
-                cum += onset
-            else:
-                s1 = s1 + onset
-                det = s1 * (v * Q[d])[:, None]
-                cum += det
-                s1 = s1 - det
-            s0, s1 = s0 * (1 - mu)[:, None], s1 * (1 - mu)[:, None]
-        out[:, :, s] = cum
-    return out
-
-
 def task_regimens(drugs: tuple) -> list[int]:
     """Regimens with an option that dispenses one of the task's drugs (first-line before add-ons)."""
     keys = tuple(DRUGS[i][0] for i in drugs)
     return [RI[n] for n in NAMES if option_has(REGIMENS[n], keys).any()]
-
-
-def _target_share(sim, r, idx, m, target, exclude=None):
-    reg = REGIMENS[NAMES[r]]
-    home = sim.pop.home[idx]
-    pref = np.stack([sim.hosp[h].option_pref[reg.name] for h in home]) if len(idx) else np.zeros((0, len(reg.options)))
-    avoid = np.array([sim.hosp[h].avoid_metformin for h in home], dtype=bool)
-    w = option_weights(reg, sim.dx[idx], m, pref, avoid, exclude)
-    tot = w.sum(axis=1)
-    return np.where(tot > 0, (w * target).sum(axis=1) / np.maximum(tot, 1e-300), 0.0)
-
-
-def project_medication(sim, regs, drugs, idx, t, window, latent: bool) -> np.ndarray:
-    """P(a target drug is dispensed in months t+1..t+window).  (n,)"""
-    keys = tuple(DRUGS[i][0] for i in drugs)
-    r0 = regs[0]
-    reg0 = REGIMENS[NAMES[r0]]
-    tmask = {r: option_has(REGIMENS[NAMES[r]], keys) for r in regs}
-    if latent:
-        opt = sim.reg_opt[idx]
-        pi = {r: (opt[:, r] >= 0).astype(float) for r in regs}
-        cur = {r: opt[:, r] for r in regs}
-    else:
-        lc = sim.last_claim[idx]
-        pi = {r: np.where(sim.reg_last_disp[idx, r] == lc, (1 - REGIMENS[NAMES[r]].stop) ** (t - lc), 0.0) for r in regs}
-        cur = {r: sim.reg_last_opt[idx, r] for r in regs}
-    is_t = {r: np.where(cur[r] >= 0, tmask[r][np.maximum(cur[r], 0)], False) for r in regs}
-    T = 1 - np.prod([1 - pi[r] * is_t[r] for r in regs], axis=0)
-    O = pi[r0] * ~is_t[r0] * (1 - T)
-    F = np.clip(1 - T - O, 0, 1)
-    age = sim.age(t + 1)[idx]
-    v = visit_probability(sim.dx[idx], sim.reg_opt[idx], age)
-    intensity = np.array([h.intensity[reg0.name] for h in sim.hosp])[sim.pop.home[idx]]
-    share0 = _target_share(sim, r0, idx, t + 1, tmask[r0])
-    addon = [r for r in regs if REGIMENS[NAMES[r]].requires]
-    for j in range(1, window + 1):
-        m = t + j
-        s_off = start_probability(reg0, sim.dx[idx], m, age, intensity) * share0
-        s_o = np.zeros(len(idx))
-        for r in addon:
-            reg = REGIMENS[NAMES[r]]
-            ia = np.array([h.intensity[reg.name] for h in sim.hosp])[sim.pop.home[idx]]
-            ready = (m - sim.reg_start[idx, r0] >= 6) & (cur[r0] >= 0)
-            excl = np.where(cur[r0] >= 0, cur[r0], -1).astype(np.int64)
-            s_o = s_o + start_probability(reg, sim.dx[idx], m, age, ia) * ready * _target_share(sim, r, idx, m, tmask[r], excl)
-        T = T * (1 - reg0.stop) * (1 - np.maximum(v, 0.85))
-        o_stop = O * reg0.stop
-        O = O * (1 - reg0.stop)
-        O = O - O * v * s_o
-        F = F - F * v * s_off + o_stop
-    return np.clip(1 - (T + O + F), 0, 1)
 
 
 def average_precision(y: np.ndarray, p: np.ndarray) -> float:

@@ -43,9 +43,13 @@ def _item_line(item, counts_field) -> str:
     return f"{kind},{cat},1,{code},{amount},{pts},{counts_field},,,,,,," + ",".join(fields)
 
 
+TOKEN_PREFIX = {"SI": "JPPROC//", "IY": "JPDRUG//", "TO": "JPDEVICE//"}
+
+
 @functools.lru_cache(maxsize=1 << 18)
-def unit_lines(unit: tuple) -> tuple[str, int, frozenset]:
-    """One billing unit (records up to the one with points): its lines, 点数 x 回数, its days.
+def unit_lines(unit: tuple) -> tuple[str, int, frozenset, tuple]:
+    """One billing unit (records up to the one with points): its lines, 点数 x 回数, its days, and the
+    MEDS events ingest makes of it as ((code, days with a count), ...) for the cohort statistics.
 
     Cached: the same drug combination on the same day recurs across thousands of receipts.
     """
@@ -54,7 +58,8 @@ def unit_lines(unit: tuple) -> tuple[str, int, frozenset]:
         raise ValueError("a billing unit must end at, and only at, the record with points")
     count = sum(c for _, c in last[5])
     lines = "\r\n".join(_item_line(item, count) for item in unit)
-    return lines, last[4] * count, frozenset(d for item in unit for d, _ in item[5])
+    tokens = tuple((TOKEN_PREFIX[item[0]] + item[2], sum(1 for _, c in item[5] if c)) for item in unit)
+    return lines, last[4] * count, frozenset(d for item in unit for d, _ in item[5]), tokens
 
 
 @functools.lru_cache(maxsize=1 << 18)
@@ -63,16 +68,26 @@ def sy_line(code: str, start: int, outcome: int, mod: str, main: str, era: bool)
 
 
 def receipt_lines(r, number: int, era: bool) -> tuple[list[str], int]:
-    """Records of one receipt and its total points; r.items are units from `unit_lines`."""
-    total, days = 0, set()
-    for _, pts, d in r.items:
-        total += pts
-        days |= d
+    """Records of one receipt and its total points; r.items are units from `unit_lines`.
+
+    Background lines (r.bg_sy, r.bg_items: pre-formatted, CRLF-joined; all on days the receipt already
+    has) follow the planted SY and SI/IY records, so removing them leaves the planted receipt as it was
+    except for the HO/GO point totals."""
+    total, days = r.bg_points, set()
+    for u in r.items:
+        total += u[1]
+        days |= u[2]
     adm = fmt_day(r.admission_day, era) if r.admission_day is not None else ""
     re = (f"RE,{number},{r.rtype},{fmt_month(r.month, era)},{r.name},{r.sex},{fmt_day(r.birth_day, era)},"
           f"{r.benefit},{adm},,,,,{r.chart_no},,,,,,,,01{',' * 14},{r.kana},")
     ho = f"HO,{r.insurer_no:>8},{r.card_symbol},{r.card_number},{len(days)},{total},,,,,,,,,"
-    return [re, ho] + [sy_line(*x, era) for x in r.sy] + [u[0] for u in r.items], total
+    out = [re, ho] + [sy_line(*x, era) for x in r.sy]
+    if r.bg_sy:
+        out.append(r.bg_sy)
+    out += [u[0] for u in r.items]
+    if r.bg_items:
+        out.append(r.bg_items)
+    return out, total
 
 
 def write_file(path, hospital, claim_month: int, receipts, era: bool) -> tuple[int, int]:

@@ -14,24 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from claimsfm.data.format import FLAG_SUSPECTED, month_end_day, month_of_day
 from claimsfm.errors import ClaimsfmError
 from claimsfm.splits import SPLITS
 from claimsfm.tasks.spec import TaskSpec, prediction_months
-
-EPOCH_MONTH = 1970 * 12
-SUSPECTED = 1  # flags bit 0
-
-
-def month_of_day(day) -> np.ndarray:
-    """Month index (year * 12 + month - 1) of days since 1970-01-01."""
-    d = np.asarray(day, dtype=np.int64).astype("datetime64[D]")
-    return d.astype("datetime64[M]").astype(np.int64) + EPOCH_MONTH
-
-
-def month_end_day(month) -> np.ndarray:
-    """Day (since 1970-01-01) of the last day of a month index."""
-    m = np.asarray(month, dtype=np.int64) - EPOCH_MONTH + 1
-    return m.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64) - 1
 
 
 def age_years(birth_day, t_day) -> np.ndarray:
@@ -117,7 +103,7 @@ def target_events(store, spec: TaskSpec) -> EventSubset:
     code_hit = np.asarray(store.match_codes(list(spec.target)), dtype=bool)
     hit = code_hit[np.asarray(store.code)]
     if spec.kind == "incidence":
-        hit &= (np.asarray(store.flags) & SUSPECTED) == 0
+        hit &= (np.asarray(store.flags) & FLAG_SUSPECTED) == 0
     return EventSubset.of(store, hit)
 
 

@@ -5,6 +5,8 @@ A task file has top-level `name`, `kind` (incidence | medication), `group`, `des
 `[window]` (prediction_months, observation_months), `[cohort]` (washout = ever | new_user | none,
 washout_months, min_age, min_history_months, active_months) and `[prediction_times]`
 (every_months). Times are month ends; month indices are `year * 12 + (month - 1)`.
+Unknown keys, values out of range (`RANGES`) and a `name` that is not a safe file name
+(`claimsfm.outdir.check_name`: it becomes predictions/<name>/) are one-line errors naming the file and key.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from claimsfm.errors import ClaimsfmError
+from claimsfm.errors import ClaimsfmError, os_error
+from claimsfm.outdir import check_name
 
 KINDS = ("incidence", "medication")
 WASHOUTS = ("ever", "new_user", "none")
@@ -40,52 +43,92 @@ class TaskSpec:
     path: str
 
 
-def _get(table: dict, key: str, typ, path, default=None):
-    if key not in table:
+# Every key a task file may hold, per table ("" = top level); anything else is a typo the file must not hide.
+KEYS = {
+    "": ("name", "kind", "group", "description", "target", "window", "cohort", "prediction_times"),
+    "window": ("prediction_months", "observation_months"),
+    "cohort": ("washout", "washout_months", "min_age", "min_history_months", "active_months"),
+    "prediction_times": ("every_months",),
+}
+MAX_MONTHS = 1200  # a century: longer windows or histories are a typo, not a study design
+# integer key -> (its table, smallest, largest allowed value)
+RANGES = {
+    "prediction_months": ("window", 1, MAX_MONTHS), "observation_months": ("window", 0, MAX_MONTHS),
+    "washout_months": ("cohort", 0, MAX_MONTHS), "min_age": ("cohort", 0, 150),
+    "min_history_months": ("cohort", 0, MAX_MONTHS), "active_months": ("cohort", 0, MAX_MONTHS),
+    "every_months": ("prediction_times", 1, MAX_MONTHS),
+}
+
+
+def _where(table: str, key: str) -> str:
+    return f"[{table}] {key}" if table else key
+
+
+def _get(raw: dict, table: str, key: str, typ, path, default=None):
+    section = raw.get(table, {}) if table else raw
+    if key not in section:
         if default is None:
-            raise ClaimsfmError(f"{path}: missing key '{key}'")
+            raise ClaimsfmError(f"{path}: missing key '{_where(table, key)}'")
         return default
-    value = table[key]
+    value = section[key]
     if not isinstance(value, typ) or isinstance(value, bool) and typ is int:
-        raise ClaimsfmError(f"{path}: '{key}' must be {typ.__name__}, got {value!r}")
+        raise ClaimsfmError(f"{path}: '{_where(table, key)}' must be {typ.__name__}, got {value!r}")
+    if typ is int:
+        low, high = RANGES[key][1:]
+        if not low <= value <= high:
+            raise ClaimsfmError(f"{path}: '{_where(table, key)}' must be between {low} and {high}, got {value}")
     return value
 
 
+def _check_keys(raw: dict, path) -> None:
+    for table, keys in KEYS.items():
+        section = raw.get(table, {}) if table else raw
+        if not isinstance(section, dict):
+            raise ClaimsfmError(f"{path}: '{table}' must be a table ([{table}]), got {section!r}")
+        unknown = [k for k in section if k not in keys]
+        if unknown:
+            raise ClaimsfmError(f"{path}: unknown key '{_where(table, unknown[0])}' "
+                                f"(known{' in [' + table + ']' if table else ''}: {', '.join(keys)})")
+
+
+def _int(raw: dict, key: str, path, default=None) -> int:
+    return _get(raw, RANGES[key][0], key, int, path, default)
+
+
 def parse_task(text: str, path: str) -> TaskSpec:
+    """A TaskSpec from the TOML text of a task file; a one-line error naming `path` and the key otherwise."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ClaimsfmError(f"{path}: invalid TOML: {exc}") from None
-    window, cohort, times = raw.get("window", {}), raw.get("cohort", {}), raw.get("prediction_times", {})
-    kind = _get(raw, "kind", str, path)
+        raise ClaimsfmError(f"{path}: invalid TOML: {' '.join(str(exc).split())}") from None
+    _check_keys(raw, path)
+    kind = _get(raw, "", "kind", str, path)
     if kind not in KINDS:
         raise ClaimsfmError(f"{path}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    target = _get(raw, "target", list, path)
+    target = _get(raw, "", "target", list, path)
     if not target or not all(isinstance(t, str) and t for t in target):
         raise ClaimsfmError(f"{path}: target must be a non-empty list of code prefixes")
-    washout = _get(cohort, "washout", str, path, "ever" if kind == "incidence" else "none")
+    washout = _get(raw, "cohort", "washout", str, path, "ever" if kind == "incidence" else "none")
     if washout not in WASHOUTS:
         raise ClaimsfmError(f"{path}: washout must be one of {', '.join(WASHOUTS)}, got {washout!r}")
-    spec = TaskSpec(
-        name=_get(raw, "name", str, path),
+    # The name becomes a folder (predictions/<name>/): never a path of its own.
+    name = check_name(_get(raw, "", "name", str, path), f"{path}: name")
+    return TaskSpec(
+        name=name,
         kind=kind,
-        group=_get(raw, "group", str, path, "disease" if kind == "incidence" else "medication"),
-        description=_get(raw, "description", str, path, ""),
+        group=_get(raw, "", "group", str, path, "disease" if kind == "incidence" else "medication"),
+        description=_get(raw, "", "description", str, path, ""),
         target=tuple(target),
-        prediction_months=_get(window, "prediction_months", int, path),
-        observation_months=_get(window, "observation_months", int, path, 0),
+        prediction_months=_int(raw, "prediction_months", path),
+        observation_months=_int(raw, "observation_months", path, 0),
         washout=washout,
-        washout_months=_get(cohort, "washout_months", int, path, 12),
-        min_age=_get(cohort, "min_age", int, path, 0),
-        min_history_months=_get(cohort, "min_history_months", int, path, 0),
-        active_months=_get(cohort, "active_months", int, path, 0),
-        every_months=_get(times, "every_months", int, path, 12),
+        washout_months=_int(raw, "washout_months", path, 12),
+        min_age=_int(raw, "min_age", path, 0),
+        min_history_months=_int(raw, "min_history_months", path, 0),
+        active_months=_int(raw, "active_months", path, 0),
+        every_months=_int(raw, "every_months", path, 12),
         path=str(path),
     )
-    for key in ("prediction_months", "every_months"):
-        if getattr(spec, key) < 1:
-            raise ClaimsfmError(f"{path}: {key} must be >= 1")
-    return spec
 
 
 def _builtin_dir():
@@ -102,12 +145,21 @@ def load_task(name_or_path: str) -> TaskSpec:
         path = Path(name_or_path)
         if not path.is_file():
             raise ClaimsfmError(f"{path}: task file not found")
-        return parse_task(path.read_text(encoding="utf-8"), str(path))
+        return parse_task(_read_text(path), str(path))
     entry = _builtin_dir() / f"{name_or_path}.toml"
     if not entry.is_file():
         known = ", ".join(builtin_task_names())
         raise ClaimsfmError(f"unknown task '{name_or_path}'; known tasks: {known} (or groups: all, disease, medication)")
     return parse_task(entry.read_text(encoding="utf-8"), f"claimsfm/tasks/builtin/{name_or_path}.toml")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise os_error(exc, "cannot read the task file") from None
+    except UnicodeDecodeError as exc:
+        raise ClaimsfmError(f"{path}: not UTF-8 text (byte {exc.start}); save the task file as UTF-8") from None
 
 
 def select_tasks(selector: str, task_files: list[str] | None = None) -> list[TaskSpec]:

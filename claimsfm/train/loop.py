@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from time import perf_counter as now
 
@@ -10,8 +11,9 @@ import torch.nn.functional as F
 
 from claimsfm.errors import ClaimsfmError
 from claimsfm.io import atomic_dir, write_json, write_run_config
-from claimsfm.model.checkpoint import load_state, save_checkpoint
+from claimsfm.model.checkpoint import load_state, load_weights, save_checkpoint
 from claimsfm.model.model import Encoder
+from claimsfm.splits import TRAIN_NAME, TUNING_NAME
 from claimsfm.train import accounting
 from claimsfm.train.dist import all_sum, barrier
 from claimsfm.train.optim import lr_at, make_optimizer
@@ -44,6 +46,13 @@ def batch_counts(batch) -> list[float]:
     return [float((batch["labels"] != -100).sum()), float(lengths.sum()), float((lengths * lengths).sum())]
 
 
+def _check_finite(loss: float, grad_norm: float, step: int, lr: float) -> None:
+    """Stop a diverged run before the optimizer writes NaN into the weights (it is never marked finished)."""
+    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        raise ClaimsfmError(f"pretraining diverged at step {step}: loss {loss}, gradient norm {grad_norm} "
+                            f"(lr {lr:.3g}); the run is not finished: lower --lr and start a new --out")
+
+
 def _stream(loader):
     """Batches forever, epoch after epoch (the loader advances its own epoch and masking seed).
 
@@ -71,9 +80,9 @@ class Trainer:
             self.model = torch.nn.parallel.DistributedDataParallel(self.raw, device_ids=ids)
         self.opt = make_optimizer(self.raw, plan.lr, config.weight_decay, d.device.type)
         common = dict(max_len=config.max_len, batch_tokens=plan.micro_batch_tokens, seed=config.seed)
-        self.loader = PretrainLoader(store, split="train", rank=d.rank, world_size=d.world_size,
+        self.loader = PretrainLoader(store, split=TRAIN_NAME, rank=d.rank, world_size=d.world_size,
                                      num_workers=config.num_workers, **common)
-        self.eval_set = self._eval_set(PretrainLoader(store, split="tuning", rank=0, world_size=1, **common))
+        self.eval_set = self._eval_set(PretrainLoader(store, split=TUNING_NAME, rank=0, world_size=1, **common))
         self.counters = {"step": 0, "tokens_seen": 0, "flops": 0, "flops_attention": 0,
                          "wall_time_s": 0.0, "eval_loss": None}
 
@@ -153,6 +162,7 @@ class Trainer:
             loss_total += loss_sum.item()
         (loss_total,) = all_sum([loss_total], d)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), self.config.grad_clip)
+        _check_finite(loss_total / max(n_masked, 1.0), float(grad_norm), c["step"] + 1, lr)  # same on every rank
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         flops = accounting.step_flops(plan.model, int(real), int(n_masked), int(len_sq))
@@ -184,6 +194,11 @@ class Trainer:
         return state
 
     def _checkpoint(self) -> None:
+        # The last step's update can overflow finite gradients (a huge --lr): never save or finish on such weights.
+        if not all(bool(torch.isfinite(p).all()) for p in self.raw.parameters()):
+            raise ClaimsfmError(f"pretraining diverged at step {self.counters['step']}: the weights are no longer "
+                                f"finite (lr {self.plan.lr:.3g}); the run is not finished: lower --lr and start "
+                                "a new --out")
         if self.d.main:
             path = checkpoint_dir(self.plan.out, self.counters["step"])
             with atomic_dir(path, overwrite=True) as tmp:
@@ -192,10 +207,8 @@ class Trainer:
         barrier(self.d)
 
     def _restore(self, folder) -> None:
-        from safetensors.torch import load_file
-
         state = load_state(folder, self.d.device)
-        self.raw.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(self.d.device)))
+        load_weights(self.raw, folder / "model.safetensors", self.d.device)
         self.opt.load_state_dict(state["optimizer"])
         self.loader.load_state_dict(state["loader"])
         self.counters.update(state["counters"])

@@ -1,4 +1,5 @@
-"""AdamW with decoupled weight decay on matrices only, linear warmup then cosine decay to 10%."""
+"""AdamW with decoupled weight decay on every matrix (embedding tables included), linear warmup then cosine
+decay to 10%."""
 from __future__ import annotations
 
 import math
@@ -9,7 +10,8 @@ MIN_LR_RATIO = 0.1
 
 
 def make_optimizer(model, lr: float, weight_decay: float, device_type: str) -> torch.optim.AdamW:
-    # Biases, LayerNorm gains and the small age/visit/segment tables keep their scale; weights decay.
+    # Every 2-D parameter decays, as in nanoGPT: the linear weights and every embedding table (the code
+    # table is also the tied MLM head). Biases and LayerNorm gains and shifts (1-D) keep their scale.
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:

@@ -12,15 +12,16 @@ import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from claimsfm.errors import ClaimsfmError
+from claimsfm.errors import ClaimsfmError, check_number, check_seed
+from claimsfm.model.scale import ModelConfig
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    data: str
+    data: Path
     params: str = "2.2M"
-    out: str | None = None  # default <runs>/pretrain/<params>
-    runs: str = "runs"
+    out: Path | None = None  # default <runs>/pretrain/<params>
+    runs: Path = Path("runs")
     tokens: int | None = None  # token budget (slots); default from the ladder row
     steps: int | None = None  # overrides tokens
     batch_tokens: int | None = None  # per optimizer step, all ranks; default from the ladder row
@@ -40,6 +41,20 @@ class PretrainConfig:
     num_workers: int = 0
     device: str = "auto"
     progress: bool = True
+    time_inputs: bool = True  # embed days before the reference and visit gaps (off only for the ablation)
+
+    def check(self) -> None:
+        """Every option rule, before the store is opened."""
+        from claimsfm.model.scale import BACKENDS
+
+        for name in ("tokens", "steps", "batch_tokens", "micro_batch_tokens", "lr", "max_len", "eval_batches",
+                     "eval_every", "checkpoint_every", "grad_clip"):  # finite and > 0 (`--lr nan` included)
+            check_number(f"--{name.replace('_', '-')}", getattr(self, name), 0, above=True)
+        for name in ("warmup_steps", "weight_decay", "num_workers", "keep_checkpoints"):
+            check_number(f"--{name.replace('_', '-')}", getattr(self, name), 0)
+        check_seed(self.seed)
+        if self.attention not in BACKENDS:
+            raise ClaimsfmError(f"--attention must be one of {', '.join(BACKENDS)}, not '{self.attention}'")
 
 
 @dataclass(frozen=True)
@@ -47,7 +62,7 @@ class Plan:
     """Everything derived from the config and the store before training starts."""
 
     out: Path
-    model: object  # ModelConfig
+    model: ModelConfig
     lr: float
     batch_tokens: int
     micro_batch_tokens: int
@@ -70,18 +85,11 @@ class Plan:
         }
 
 
-def _positive(name: str, value):
-    if value is not None and value <= 0:
-        raise ClaimsfmError(f"--{name.replace('_', '-')} must be positive, got {value}")
-
-
 def make_plan(config: PretrainConfig, vocab_size: int, world_size: int = 1) -> Plan:
-    from claimsfm.model.model import config_for
     from claimsfm.model.scale import resolve
     from claimsfm.train.optim import default_warmup
 
-    for name in ("tokens", "steps", "batch_tokens", "micro_batch_tokens", "lr", "max_len", "eval_batches"):
-        _positive(name, getattr(config, name))
+    config.check()
     scale = resolve(config.params, vocab_size, config.max_len)
     batch = config.batch_tokens or scale.batch_tokens
     micro = min(config.micro_batch_tokens, max(config.max_len, batch // world_size))
@@ -93,7 +101,7 @@ def make_plan(config: PretrainConfig, vocab_size: int, world_size: int = 1) -> P
     warmup = config.warmup_steps if config.warmup_steps is not None else default_warmup(total)
     out = Path(config.out) if config.out else Path(config.runs) / "pretrain" / config.params
     return Plan(
-        out=out, model=config_for(scale, vocab_size, config.max_len), lr=config.lr or scale.lr,
+        out=out, model=scale.config(vocab_size, config.max_len, config.time_inputs), lr=config.lr or scale.lr,
         batch_tokens=batch, micro_batch_tokens=micro, accum=accum, total_steps=total, warmup_steps=warmup,
         eval_every=config.eval_every or max(1, total // 10),
         checkpoint_every=config.checkpoint_every or max(1, total // 10),

@@ -7,12 +7,12 @@ config.json, state.pt), `metrics.jsonl` (one JSON object per logged step), and a
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from claimsfm.errors import ClaimsfmError
 from claimsfm.io import read_json, write_text
+from claimsfm.outdir import claim, record, remove_owned
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,14 @@ def _differences(old: dict, new: dict) -> list[str]:
 
 
 def inspect(run_dir: Path, settings: dict, resume: bool) -> Status:
-    """Decide between a fresh start, returning a finished run, and resuming an unfinished one."""
+    """Decide between a fresh start, returning a finished run, and resuming an unfinished one.
+
+    The folder is claimed first (claimsfm.outdir): a folder claimsfm did not make is refused.
+    """
     from claimsfm.model.checkpoint import step_folders
 
+    claim(run_dir, "pretrain", [settings.get("data")])
+    record(run_dir, *(run_dir / name for name in RUN_FILES))
     config = run_dir / "config.json"
     if config.is_file():
         old = read_json(config).get("settings", {})
@@ -58,15 +63,29 @@ def inspect(run_dir: Path, settings: dict, resume: bool) -> Status:
     return Status("fresh")
 
 
+RUN_FILES = ("config.json", "metrics.jsonl", "model.safetensors", "summary.json")  # what a pretraining run writes
+CHECKPOINT_FILES = ("model.safetensors", "config.json", "state.pt")  # what model.checkpoint.save_checkpoint writes
+
+
 def checkpoint_dir(run_dir: Path, step: int) -> Path:
-    return run_dir / "checkpoints" / f"step_{step:08d}"
+    """The folder of one checkpoint; its files enter the run's manifest before they are written, so a
+    checkpoint left by a killed run is still provably claimsfm's and pruned on resume."""
+    path = run_dir / "checkpoints" / f"step_{step:08d}"
+    record(run_dir, *(path / name for name in CHECKPOINT_FILES))
+    return path
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
+    """Record the newest checkpoint's files in the folder's manifest, then delete all but the newest `keep`
+    checkpoints; a checkpoint folder claimsfm did not record (copied in by hand) is never deleted."""
     from claimsfm.model.checkpoint import step_folders
 
-    for _, path in step_folders(run_dir)[:-keep]:
-        shutil.rmtree(path, ignore_errors=True)
+    steps = step_folders(run_dir)
+    if steps:
+        newest = steps[-1][1]
+        record(run_dir, *(p for p in newest.rglob("*") if p.is_file()))
+    for _, path in steps[:-keep]:
+        remove_owned(run_dir, path)
 
 
 class MetricsLog:

@@ -22,15 +22,22 @@ static void test_sequences() {
   StoreView s{offsets, token, day, visit, birth, 1, 4};
   const int64_t subjects[] = {0};
   Sequences out;
-  build_sequences(s, subjects, nullptr, 1, 512, out);
+  build_sequences(s, subjects, nullptr, nullptr, 1, 512, out);
   const std::vector<int32_t> want = {kCls, 10, 11, kSep, 12, kSep, 13};
   CHECK(out.input_ids == want);
   CHECK(out.visit == (std::vector<int32_t>{0, 1, 1, 1, 2, 2, 3}));
   CHECK(out.age_months[0] == -1 && out.age_months[4] == -1);
+  // Reference = end of the last event's month (day 41 = 1970-02-11 -> 1970-02-28 = day 58).
+  CHECK(out.days_before == (std::vector<int32_t>{0, 48, 48, 48, 18, 18, 17}));
+  CHECK(out.gap_days == (std::vector<int32_t>{17, -1, -1, -1, 30, 30, 1}));
   const int32_t cutoff[] = {40};
-  build_sequences(s, subjects, cutoff, 1, 512, out);
+  build_sequences(s, subjects, cutoff, nullptr, 1, 512, out);
   CHECK(out.input_ids == (std::vector<int32_t>{kCls, 10, 11, kSep, 12}));
-  build_sequences(s, subjects, nullptr, 1, 4, out);  // room for 3: "12 [SEP] 13", not "[SEP] 12 [SEP] 13"
+  CHECK(out.days_before == (std::vector<int32_t>{0, 30, 30, 30, 0}));
+  const int32_t reference[] = {45};
+  build_sequences(s, subjects, cutoff, reference, 1, 512, out);
+  CHECK(out.days_before.back() == 5 && out.gap_days[0] == 5);
+  build_sequences(s, subjects, nullptr, nullptr, 1, 4, out);  // room for 3: "12 [SEP] 13", not "[SEP] 12 [SEP] 13"
   CHECK(out.input_ids == (std::vector<int32_t>{kCls, 12, kSep, 13}));
   int64_t len = 0;
   sequence_lengths(s, subjects, nullptr, 1, 3, &len);

@@ -36,6 +36,20 @@ static void test_text() {
   std::string_view f[8];
   CHECK(split_fields("a,,b,", f, 8) == 4 && f[0] == "a" && f[1].empty() && f[2] == "b" && f[3].empty());
   CHECK(split_fields("a,b,c", f, 2) == 3 && f[1] == "b");
+  CHECK(valid_receipt_type("1112") && valid_receipt_type("1318") && valid_receipt_type("1212"));
+  CHECK(!valid_receipt_type("2112") && !valid_receipt_type("1312") && !valid_receipt_type("1213") &&
+        !valid_receipt_type("1162") && !valid_receipt_type("1512") && !valid_receipt_type("111"));
+}
+
+// A 0x1A in mid-file stops the file at its line; a stray comma in a name never reaches the excerpt.
+static void test_eof_mark_and_excerpt() {
+  const std::string head = "IR,1,13,1,1312345,,X,202406,00\r\nRE,1,1112,202405,";
+  UkeOptions opt;
+  opt.stop_at_first_error = false;
+  FileResult r = parse_uke_buffer(head + "AB,952437,2,19800115\r\n\x1aRE,2\r\n", 0, opt);
+  CHECK(r.rejects.size() == 2 && r.rejects[0].line == 2 && r.rejects[0].text == "RE,1,1112,...(8 fields)");
+  CHECK(r.rejects[1].line == 3 && r.rejects[1].reason == "data after the end-of-file mark 0x1A");
+  CHECK(r.rejects[0].text.find("952437") == std::string::npos);
 }
 
 static void test_fixtures(const std::string& root) {
@@ -118,6 +132,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   test_text();
+  test_eof_mark_and_excerpt();
   test_fixtures(argv[1]);
   test_damage(argv[1]);
   test_csv();

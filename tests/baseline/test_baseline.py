@@ -4,11 +4,12 @@ import subprocess
 import sys
 
 import numpy as np
-from storekit import ListStore, day
 
 from claimsfm.baseline.features import DENSE, build_features, feature_names
 from claimsfm.baseline.gbm import GBMConfig, fit, predict
-from claimsfm.tasks.cohort import month_end_day, month_of_day
+from claimsfm.data.format import month_end_day, month_of_day
+
+from helpers.storekit import ListStore, day
 
 
 def _store(seed=0, n=30):

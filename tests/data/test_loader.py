@@ -2,10 +2,12 @@
 import numpy as np
 import pytest
 import torch
-from medskit import random_subjects, write_meds
 
 from claimsfm.data import PretrainLoader, build_store
 from claimsfm.errors import ClaimsfmError
+from claimsfm.splits import TRAIN
+
+from helpers.medskit import random_subjects, write_meds
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,7 @@ def test_batches_are_packed_and_cover_the_split(store):
         assert int(b["cu_seqlens"][-1]) == len(b["input_ids"]) <= 256 and b["max_seqlen"] <= 32
         assert (b["labels"] != -100).any()
     seen = _subjects(loader, 0)
-    train = np.flatnonzero((store.split == 0) & (np.diff(store.offsets) > 0))
+    train = np.flatnonzero((store.split == TRAIN) & (np.diff(store.offsets) > 0))
     assert sorted(seen) == list(train)
     assert loader.state_dict() == {"epoch": 1, "step": 0}
     assert not np.array_equal(_subjects(loader, 1), seen)  # reshuffled each epoch

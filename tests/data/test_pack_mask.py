@@ -2,14 +2,15 @@
 import numpy as np
 import pytest
 import torch
-from medskit import random_subjects, write_meds
 
 from claimsfm import _native
 from claimsfm.data import build_sequences, build_store, collate, pack_lengths
 from claimsfm.data import reference as ref
-from claimsfm.data.collate import mask_tokens
-from claimsfm.data.store import MASK, N_SPECIAL
+from claimsfm.data.collate import TOKEN_KEYS, mask_tokens
+from claimsfm.data.format import MASK, N_SPECIAL
 from claimsfm.errors import ClaimsfmError
+
+from helpers.medskit import random_subjects, write_meds
 
 
 @pytest.mark.parametrize("n,max_tokens", [(0, 8), (1, 8), (200, 16), (3000, 512), (500, 100_000)])
@@ -96,9 +97,12 @@ def test_collate_varlen_and_padded_agree(seqs):
         a, b = int(cu[j]), int(cu[j + 1])
         n = int(seqs.lengths[i])
         assert b - a == n and p["attention_mask"][j].sum() == n
-        for key in ("input_ids", "age", "visit", "segment", "position_ids", "labels"):
+        for key in TOKEN_KEYS:
             assert torch.equal(v[key][a:b], p[key][j, :n]), key
-        assert torch.equal(v["age"][a:b], torch.from_numpy(seqs.age_months[seqs.offsets[i]:seqs.offsets[i + 1]]).long())
+        for key in ("age_months", "days_before", "gap_days"):
+            want = getattr(seqs, key)[seqs.offsets[i]:seqs.offsets[i + 1]]
+            assert torch.equal(v[key][a:b], torch.from_numpy(want).long()), key
+    assert "position_ids" not in v and "age" not in v
     assert (p["labels"][~p["attention_mask"]] == -100).all() and (p["input_ids"][~p["attention_mask"]] == 0).all()
     rows = v["seq_row"].numpy()
     assert np.bincount(rows, weights=np.diff(cu.numpy())).max() <= 32

@@ -1,14 +1,16 @@
 """Sequence builder: C++ == Python twin, no leakage past the cutoff, truncation keeps the latest."""
 import numpy as np
 import pytest
-from medskit import day, random_subjects, write_meds
 
 from claimsfm.data import build_sequences, build_store, sequence_lengths
 from claimsfm.data import reference as ref
-from claimsfm.data.store import CLS, SEP
+from claimsfm.data.format import CLS, SEP
+from claimsfm.data.sequences import PRETRAIN_MAX_GAP_MONTHS, pretrain_reference
 from claimsfm.errors import ClaimsfmError
 
-FIELDS = ("offsets", "input_ids", "age_months", "visit", "months", "segment")
+from helpers.medskit import day, random_subjects, write_meds
+
+FIELDS = ("offsets", "input_ids", "age_months", "visit", "months", "segment", "days_before", "gap_days")
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +55,50 @@ def test_boundary_day_and_month(boundary_store):
     assert list(whole.visit) == [0, 1, 1, 1, 1, 2, 2] and list(whole.segment) == [0, 1, 1, 1, 1, 0, 0]
 
 
+def test_time_inputs(boundary_store):
+    s = boundary_store
+    # Whole history: the reference is the end of the last event's month (30 April).
+    whole = build_sequences(s, [0])
+    assert _names(s, whole.input_ids)[4] == "[SEP]"
+    assert list(whole.days_before) == [0, 59, 46, 30, 30, 29, 0]
+    # [CLS] carries the gap from the last event to the reference; visit 2 opens 1 day after visit 1.
+    assert list(whole.gap_days) == [0, -1, -1, -1, -1, 1, 1]
+    # At a prediction time (cutoff = reference = 10 April): nothing after it, times counted back from it.
+    t = build_sequences(s, [0], np.array([day(2021, 4, 10)]))
+    assert list(t.days_before) == [0, 39, 26, 10, 10, 9] and list(t.gap_days) == [9, -1, -1, -1, -1, 1]
+    # An explicit reference moves every time before it, and the [CLS] gap, by the same days.
+    later = build_sequences(s, [0], np.array([day(2021, 4, 10)]), reference_day=np.array([day(2021, 6, 10)]))
+    assert list(later.days_before - t.days_before) == [0] + [61] * 5 and later.gap_days[0] == 70
+    # Truncation keeps the gap to the event before the window.
+    short = build_sequences(s, [0], max_len=3)
+    assert _names(s, short.input_ids) == ["[CLS]", "JPDX//1000003", "JPDRUG//600000002"]
+    assert list(short.gap_days) == [0, 1, 1]
+
+
+def test_pretrain_reference_is_a_later_month_end(rand_store):
+    s = rand_store
+    rows = np.flatnonzero(np.diff(s.offsets) > 0)
+    last = s.day[s.offsets[rows + 1] - 1]
+    a, b = (pretrain_reference(s, rows, seed=3, epoch=e) for e in (0, 1))
+    np.testing.assert_array_equal(a, pretrain_reference(s, rows, seed=3, epoch=0))  # deterministic
+    assert not np.array_equal(a, b)  # a fresh draw each epoch
+    ends = a.astype("datetime64[D]")
+    assert ((ends + 1).astype("datetime64[M]") != ends.astype("datetime64[M]")).all()  # month ends
+    months = ends.astype("datetime64[M]").astype(int) - last.astype("datetime64[D]").astype("datetime64[M]").astype(int)
+    assert months.min() == 0 and months.max() <= PRETRAIN_MAX_GAP_MONTHS
+    assert 0.3 < (months == 0).mean() < 0.7
+
+
 def test_native_equals_python_twin(rand_store):
     s = rand_store
     rng = np.random.default_rng(0)
     subjects = rng.integers(0, s.n_subjects, 300)
     cutoffs = rng.integers(s.day.min() - 5, s.day.max() + 5, 300).astype(np.int32)
+    references = cutoffs + rng.integers(0, 400, 300).astype(np.int32)
     for max_len in (2, 3, 7, 40, 512):
-        for cut in (None, cutoffs):
-            fast = build_sequences(s, subjects, cut, max_len)
-            slow = ref.build_sequences(s, subjects, cut, max_len)
+        for cut, reference in ((None, None), (cutoffs, None), (None, references), (cutoffs, references)):
+            fast = build_sequences(s, subjects, cut, max_len, reference)
+            slow = ref.build_sequences(s, subjects, cut, max_len, reference)
             for f in FIELDS:
                 np.testing.assert_array_equal(getattr(fast, f), getattr(slow, f), err_msg=f"{f} max_len={max_len}")
             np.testing.assert_array_equal(sequence_lengths(s, subjects, cut, max_len), fast.lengths)

@@ -6,11 +6,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from medskit import PARENTS, day, random_subjects, write_meds
 
 from claimsfm.data import FORMAT_VERSION, build_store, open_store
-from claimsfm.data.build import months_of_days
+from claimsfm.data.format import month_of_day
 from claimsfm.errors import ClaimsfmError
+
+from helpers.medskit import PARENTS, day, random_subjects, write_meds
 
 A, B, C = 100, 7, 55  # subject ids, deliberately unsorted
 
@@ -132,10 +133,10 @@ def _expected_events(subject):
     evs = [(day(*e[0]), e[1], e[2] or "", bool(e[3])) for e in subject["events"]]
     visits = {}
     for d, _, fac, _ in evs:
-        key = (int(months_of_days(np.array([d]))[0]), fac)
+        key = (int(month_of_day(np.array([d]))[0]), fac)
         visits[key] = min(visits.get(key, d), d)
     rank = {k: i for i, k in enumerate(sorted(visits, key=lambda k: (visits[k], k[1])))}
-    rows = [(d, rank[(int(months_of_days(np.array([d]))[0]), fac)], code, s) for d, code, fac, s in evs]
+    rows = [(d, rank[(int(month_of_day(np.array([d]))[0]), fac)], code, s) for d, code, fac, s in evs]
     return sorted(rows, key=lambda r: r[:3])
 
 

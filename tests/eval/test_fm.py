@@ -2,11 +2,13 @@
 deterministic, learn a planted signal, and read no token after the prediction time."""
 import numpy as np
 import pytest
-from storekit import planted_records, write_meds
+
+from helpers.storekit import planted_records, write_records
 
 torch = pytest.importorskip("torch")
 
 from claimsfm.data import build_sequences, build_store  # noqa: E402
+from claimsfm.eval.finetune import FEATURES  # noqa: E402
 from claimsfm.eval.run import EvalConfig, run  # noqa: E402
 from claimsfm.eval.samples import Pool, subsample  # noqa: E402
 from claimsfm.tasks.cohort import build_cohort, count_le  # noqa: E402
@@ -18,7 +20,7 @@ def setup(tmp_path_factory):
     from claimsfm.model import Encoder, ModelConfig, save_checkpoint
 
     root = tmp_path_factory.mktemp("fm")
-    write_meds(planted_records(n=300, seed=1), root)
+    write_records(planted_records(n=300, seed=1), root)
     store = build_store(root, root / "store", min_count=1)
     torch.manual_seed(0)
     model = Encoder(ModelConfig(n_layer=1, d_model=32, n_head=2, d_ff=64, vocab_size=store.vocab_size, max_len=64))
@@ -67,11 +69,11 @@ def test_sequences_hold_only_events_up_to_the_prediction_time(setup):
     assert np.array_equal(seqs.lengths - n_special, n_events)
 
 
-@pytest.mark.parametrize("features", ["cls", "cls+mean", "cls+mean+last"])
+@pytest.mark.parametrize("features", FEATURES)
 def test_pool_matches_a_per_sequence_loop(setup, features):
     from claimsfm.data import collate
-    from claimsfm.data.store import N_SPECIAL
-    from claimsfm.eval.finetune import pool
+    from claimsfm.data.format import N_SPECIAL
+    from claimsfm.eval.finetune import RECENT_DAYS, pool
 
     _, store, _ = setup
     cohort = build_cohort(store, load_task("statin_any_use"))
@@ -81,15 +83,20 @@ def test_pool_matches_a_per_sequence_loop(setup, features):
     h = torch.randn(len(batch["input_ids"]), 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     got = pool(h, batch, features)
     cu, ids, visit = batch["cu_seqlens"].tolist(), batch["input_ids"].numpy(), batch["visit"].numpy()
+    before = batch["days_before"].numpy()
     for b in range(40):
         s, e = cu[b], cu[b + 1]
         want = [h[s]]
         code = np.flatnonzero(ids[s:e] >= N_SPECIAL) + s
         if features != "cls":
             want.append(h[code].mean(0) if len(code) else torch.zeros(8, dtype=h.dtype))
-        if features == "cls+mean+last":
+        if features.startswith("cls+mean+last"):
             last = code[visit[code] == visit[s:e].max()]
             want.append(h[last].mean(0) if len(last) else torch.zeros(8, dtype=h.dtype))
+        if features.endswith("recent"):
+            for days in RECENT_DAYS:
+                recent = code[before[code] <= days]
+                want.append(h[recent].mean(0) if len(recent) else torch.zeros(8, dtype=h.dtype))
         torch.testing.assert_close(got[b], torch.cat(want))
 
 
@@ -110,7 +117,31 @@ def test_finetuning_starts_from_the_probe_solution(setup):
     used = np.flatnonzero(p.split < 2)
     w, b = ft.probe_fit(ft.embed(model, ft.take_sequences(seqs, used), 1024), y[used, 0], p.split[used])
     want = 1.0 / (1.0 + np.exp(-(ft.embed(model, seqs, 1024).astype(np.float64) @ w + b)))
-    cfg = ft.HeadConfig(epochs=1, lr=0.0, head_lr=0.0, batch_tokens=1024)
+    cfg = ft.HeadConfig(epochs=1, lr=0.0, head_lr=0.0, batch_tokens=1024, probe_rows=None)
     got = ft.finetune(run_dir, seqs, y, np.ones_like(y), p.split, cfg)[:, 0]
     assert 0.0 < y.mean() < 1.0
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    scored = p.split > 0  # train rows are never scored: fine-tuning does not predict them
+    assert np.isnan(got[~scored]).all()
+    np.testing.assert_allclose(got[scored], want[scored], rtol=1e-4, atol=1e-5)
+
+
+def test_finetuning_cost_is_bounded_by_the_row_budgets(setup, monkeypatch):
+    """Each epoch trains on a fresh draw of train_rows train samples; the probe start embeds probe_rows."""
+    from claimsfm.eval import finetune as ft
+
+    _, store, run_dir = setup
+    cohort = build_cohort(store, load_task("statin_any_use"))
+    p = Pool.of([cohort])
+    seqs = build_sequences(store, p.subject_idx, cutoff_day=p.t_day, max_len=64)
+    y = np.zeros((len(p), 1), dtype=bool)
+    y[p.rows(cohort), 0] = cohort.label
+    seen, embedded = [], []
+    step, embed = ft.train_step, ft.embed
+    monkeypatch.setattr(ft, "train_step", lambda *a: seen.append(np.asarray(a[7]).copy()) or step(*a))
+    monkeypatch.setattr(ft, "embed", lambda m, s, *a, **k: embedded.append(len(s)) or embed(m, s, *a, **k))
+    cfg = ft.HeadConfig(epochs=2, patience=5, batch_tokens=1024, train_rows=60, probe_rows=80)
+    got = ft.finetune(run_dir, seqs, y, np.ones_like(y), p.split, cfg)[:, 0]
+    rows = np.concatenate(seen)
+    assert len(rows) == 120 and (p.split[rows] == 0).all() and len(np.unique(rows)) > 60
+    assert embedded == [80 + int((p.split == 1).sum())]
+    assert np.isfinite(got[p.split > 0]).all() and np.isnan(got[p.split == 0]).all()

@@ -5,19 +5,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from storekit import planted_records, write_meds
 
 from claimsfm.data import build_store
 from claimsfm.errors import ClaimsfmError
 from claimsfm.eval.run import EvalConfig, run
+from claimsfm.splits import TRAIN
 from claimsfm.tasks.cohort import build_cohort
 from claimsfm.tasks.spec import load_task
+
+from helpers.storekit import planted_records, write_records
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    write_meds(planted_records(), root)
+    write_records(planted_records(), root)
     store = build_store(root, root / "store", min_count=1)
     # An oracle that knows the label up to noise, as truth/oracle_<task>.parquet does after ingest.
     c = build_cohort(store, load_task("statin_any_use"))
@@ -41,7 +43,8 @@ def test_lightgbm_end_to_end_writes_metrics_and_predictions(data, tmp_path):
         assert m["auprc"] > m["prevalence"] + 0.1, (name, m)
         assert m["auprc_ci"][0] <= m["auprc"] <= m["auprc_ci"][1]
         preds = pq.read_table(out / "predictions" / name / "lightgbm.parquet")
-        assert preds.column_names == ["subject_id", "prediction_time", "boolean_value", "predicted_boolean_probability"]
+        assert preds.column_names == ["subject_id", "prediction_time", "boolean_value", "predicted_boolean_value",
+                                      "predicted_boolean_probability"]
         assert preds.num_rows == t["cohort"]["held_out"]["n"] == m["n"]
     statin = metrics["tasks"]["statin_any_use"]
     assert statin["cohort"]["oracle_matched"] == statin["cohort"]["held_out"]["n"]
@@ -57,7 +60,7 @@ def test_caps_are_seeded_and_shared_across_tasks(data, tmp_path):
     store = open_store(data)
     a = subsample(build_cohort(store, load_task("statin_any_use")), 200, 50, seed=1)
     b = subsample(build_cohort(store, load_task("statin_new_user")), 200, 50, seed=1)
-    assert np.bincount(a.split, minlength=3).tolist()[1:] == [50, 50] and (a.split == 0).sum() == 200
+    assert np.bincount(a.split, minlength=3).tolist()[1:] == [50, 50] and (a.split == TRAIN).sum() == 200
     ka = set(zip(a.subject_id.tolist(), a.t_month.tolist()))
     kb = set(zip(b.subject_id.tolist(), b.t_month.tolist()))
     assert len(ka & kb) > 0.3 * len(kb)  # the hash keeps the same pairs when both cohorts hold them

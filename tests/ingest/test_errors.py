@@ -62,7 +62,7 @@ def test_skip_writes_rejects(cli, tmp_path):
     assert len(rejects) == len(CASES)  # one bad line per file
     for name, expected in CASES.items():
         assert any(f"{name}.UKE{expected}" in r for r in rejects), name
-    assert "***" in next(r for r in rejects if "bad_birth" in r)
+    assert next(r for r in rejects if "bad_birth" in r).endswith("\tRE,1,1112,...(38 fields)")  # codes only
     assert (out / "data").is_dir() and (out / "store" / "format.json").is_file()
 
 
@@ -84,13 +84,17 @@ def test_refuses_other_dataset_unless_overwrite(cli, tmp_path):
     out.mkdir()
     (out / "something.txt").write_text("keep me")
     args = ("ingest", FIXTURES / "good", "--out", out, "--no-progress", "--min-count", "1")
-    check_error(cli(*args, env=ENV), "already holds a different dataset; pass --overwrite to replace it")
-    assert (out / "something.txt").read_text() == "keep me"
-    assert cli(*args, "--overwrite", env=ENV).returncode == 0
-    assert not (out / "something.txt").exists() and (out / "metadata" / "dataset.json").is_file()
+    for extra in ((), ("--overwrite",)):  # not ours: refused even with --overwrite (claimsfm.outdir)
+        check_error(cli(*args, *extra, env=ENV), "it never writes into such a folder, even with --overwrite: "
+                                                 "choose a new or empty folder")
+        assert (out / "something.txt").read_text() == "keep me"
+    out = tmp_path / "ours"
+    args = ("ingest", FIXTURES / "good", "--out", out, "--no-progress", "--min-count", "1")
+    assert cli(*args, env=ENV).returncode == 0
     assert cli(*args, env=ENV).returncode == 0  # the same inputs again: allowed
     other = ("ingest", FIXTURES / "good" / "1312345", "--out", out, "--no-progress", "--min-count", "1")
-    check_error(cli(*other, env=ENV), "already holds a different dataset; pass --overwrite to replace it")
+    check_error(cli(*other, env=ENV), "settings; pass --overwrite to replace it")
+    assert cli(*other, "--overwrite", env=ENV).returncode == 0
 
 
 def test_failed_run_keeps_previous_output(cli, tmp_path):

@@ -94,7 +94,7 @@ def test_meds_layout_and_schema(tmp_path):
     shard = next((out / "data").rglob("*.parquet"))
     schema = pq.read_schema(shard)
     assert str(schema.field("subject_id").type) == "int64" and str(schema.field("time").type) == "timestamp[us]"
-    assert str(schema.field("numeric_value").type) == "float" and str(schema.field("suspected").type) == "bool"
+    assert str(schema.field("numeric_value").type) == "float" and str(schema.field("suspected").type) == "int8"
     assert str(schema.field("dx_start").type) == "timestamp[us]" and str(schema.field("code").type) == "string"
     splits = pq.read_table(out / "metadata" / "subject_splits.parquet").to_pylist()
     for s in splits:

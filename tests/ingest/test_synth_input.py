@@ -1,7 +1,5 @@
 """End to end with the real generator: `claimsfm synth` output ingests cleanly, both parsers agree
 on it, and truth/keys.parquet maps onto exactly the subjects in the data (both link modes)."""
-from pathlib import Path
-
 import numpy as np
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq

@@ -10,10 +10,11 @@ def make_varlen(lengths, vocab_size, seed=0, mlm=True, rows=None):
     cu[1:] = torch.cumsum(torch.tensor(lengths), 0)
     batch = {
         "input_ids": torch.randint(5, vocab_size, (T,), generator=g),
-        "age": torch.randint(-1, 1200, (T,), generator=g),
+        "age_months": torch.randint(-1, 1200, (T,), generator=g),
         "visit": torch.randint(0, 40, (T,), generator=g),
         "segment": torch.randint(0, 2, (T,), generator=g),
-        "position_ids": torch.cat([torch.arange(n) for n in lengths]),
+        "days_before": torch.randint(0, 4000, (T,), generator=g),
+        "gap_days": torch.randint(-1, 400, (T,), generator=g),
         "cu_seqlens": cu,
         "max_seqlen": max(lengths),
     }
@@ -33,7 +34,7 @@ def to_padded(batch):
     cu = batch["cu_seqlens"].long()
     B, L = len(cu) - 1, int(batch["max_seqlen"])
     out = {}
-    for key in ("input_ids", "age", "visit", "segment", "position_ids", "labels"):
+    for key in ("input_ids", "age_months", "visit", "segment", "days_before", "gap_days", "labels"):
         if key in batch:
             fill = -100 if key == "labels" else 0
             t = torch.full((B, L), fill, dtype=batch[key].dtype)

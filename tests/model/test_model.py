@@ -99,8 +99,9 @@ lengths = [5, 17, 1, 9]
 T = sum(lengths)
 g = torch.Generator().manual_seed(0)
 cu = torch.tensor([0, 5, 22, 23, 32], dtype=torch.int32)
-batch = {"input_ids": torch.randint(5, 50, (T,), generator=g), "age": torch.randint(0, 900, (T,), generator=g),
+batch = {"input_ids": torch.randint(5, 50, (T,), generator=g), "age_months": torch.randint(0, 900, (T,), generator=g),
          "visit": torch.randint(0, 9, (T,), generator=g), "segment": torch.randint(0, 2, (T,), generator=g),
+         "days_before": torch.randint(0, 900, (T,), generator=g), "gap_days": torch.randint(-1, 90, (T,), generator=g),
          "cu_seqlens": cu, "max_seqlen": 17}
 outs = []
 for backend in ("sdpa", "triton"):
@@ -139,8 +140,9 @@ def test_triton_backend_refused_where_it_cannot_run(monkeypatch):
 
 def make_varlen_min():
     T = 4
-    return {"input_ids": torch.tensor([1, 6, 7, 8]), "age": torch.zeros(T, dtype=torch.long),
-            "visit": torch.zeros(T, dtype=torch.long), "segment": torch.zeros(T, dtype=torch.long),
+    zeros = torch.zeros(T, dtype=torch.long)
+    return {"input_ids": torch.tensor([1, 6, 7, 8]), "age_months": zeros, "visit": zeros, "segment": zeros,
+            "days_before": zeros, "gap_days": zeros,
             "cu_seqlens": torch.tensor([0, 4], dtype=torch.int32), "max_seqlen": 4}
 
 
@@ -161,3 +163,27 @@ def test_rows_with_gaps_and_empty_sequences(batches):
         h_empty = model(empty)
     torch.testing.assert_close(h_empty, h_seq, atol=1e-5, rtol=1e-5)
     assert torch.isfinite(h_empty).all()
+
+
+def test_time_inputs_switch(batches):
+    from dataclasses import replace
+
+    from claimsfm.model.model import time_bucket
+    from claimsfm.model.scale import N_TIME
+
+    make_varlen, _ = batches
+    batch = make_varlen([9, 17, 4], CFG.vocab_size, mlm=False)
+    shifted = {**batch, "days_before": batch["days_before"] + 400, "gap_days": batch["gap_days"] + 30}
+    with torch.no_grad():
+        on = _model()
+        assert not torch.allclose(on(batch), on(shifted))
+        torch.manual_seed(0)
+        off = Encoder(replace(CFG, time_inputs=False)).eval()
+        torch.testing.assert_close(off(batch), off(shifted))  # the ablation ignores the time inputs
+    counts = count_params(CFG.vocab_size, CFG.max_len, CFG.n_layer, CFG.d_model, CFG.d_ff, time_inputs=False)
+    assert off.num_params() == counts
+    assert on.num_params()["total_params"] - counts["total_params"] == 2 * N_TIME * CFG.d_model
+    days = torch.tensor([-5, -1, 0, 1, 7, 30, 91, 365, 3650, 10**6])
+    assert time_bucket(days).tolist() == [0, 0, 1, 2, 7, 20, 34, 56, 96, N_TIME - 1]
+    many = time_bucket(torch.arange(0, 40_000))
+    assert (many[1:] >= many[:-1]).all() and int(many.max()) == N_TIME - 1

@@ -51,3 +51,33 @@ def test_too_small_and_unreadable_sizes_fail_cleanly():
         parse_size("big")
     with pytest.raises(ClaimsfmError):
         ladder_names("huge")
+
+
+_BLOCK_TORCH = """
+import sys
+
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"torch is blocked in this test ({name})")
+        return None
+
+sys.meta_path.insert(0, _NoTorch())
+from claimsfm.model import ModelConfig, resolve_scale
+from claimsfm.model.scale import defaults
+cfg = resolve_scale("11M", 20_000, 512)
+assert isinstance(cfg, ModelConfig) and cfg.d_model % cfg.n_head == 0, cfg
+assert defaults("50M").tokens > defaults("11M").tokens
+assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules)
+print(cfg.n_layer, cfg.d_model, cfg.n_head, cfg.d_ff)
+"""
+
+
+def test_resolve_scale_without_torch():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _BLOCK_TORCH], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    cfg = resolve_scale("11M", 20_000, 512)
+    assert done.stdout.split() == [str(cfg.n_layer), str(cfg.d_model), str(cfg.n_head), str(cfg.d_ff)]

@@ -9,44 +9,9 @@ import pytest
 from claimsfm.errors import ClaimsfmError
 from claimsfm.io import write_json
 from claimsfm.report import ReportConfig, run
-from claimsfm.sweep.powerlaw import fit_power_law
-from claimsfm.sweep.saturation import analyze_task
+from claimsfm.sweep.powerlaw import loss_law
 
-SCALES = {"demo-XS": 0.3e6, "demo-S": 1.1e6, "demo-M": 3.2e6, "demo-L": 8.0e6}
-AUPRC = {  # task -> per scale
-    "t2dm": [0.18, 0.22, 0.25, 0.27],
-    "statin_new_user": [0.30, 0.33, 0.335, 0.333],
-    "ckd": [0.12, 0.121, 0.119, 0.12],
-}
-
-
-def _summary(a):
-    return {"auprc": a, "auprc_ci": [a - 0.02, a + 0.02], "auroc": 0.7, "auroc_ci": [0.68, 0.72],
-            "brier": 0.05, "brier_ci": [0.04, 0.06], "prevalence": 0.06, "n": 2000, "n_pos": 120}
-
-
-def make_results(hours_kind="cpu"):
-    scales = {}
-    for i, (name, n) in enumerate(SCALES.items()):
-        loss = 40 * n ** -0.25 + 1.5
-        scales[name] = {"params": int(n), "non_embedding_params": int(n * 0.6), "train_loss": loss * 0.98,
-                        "eval_loss": loss, "tokens_seen": 200_000, "wall_time_s": 30.0 * (i + 1),
-                        "hours": 30.0 * (i + 1) / 3600, "gpu_hours": 0.0, "flops": 6 * n * 200_000}
-    params = {s: v["params"] for s, v in scales.items()}
-    compute = {s: {"hours": v["hours"], "flops": v["flops"]} for s, v in scales.items()}
-    tasks = {}
-    for task, values in AUPRC.items():
-        auprc = dict(zip(SCALES, values))
-        best = max(auprc, key=auprc.get)
-        vs = {s: {"diff": auprc[s] - auprc[best], "ci": [auprc[s] - auprc[best] - 0.01, auprc[s] - auprc[best] + 0.01]}
-              for s in auprc if s != best}
-        sat = analyze_task(auprc, params, vs, compute, {"diff": auprc[best] - 0.2, "ci": [auprc[best] - 0.23, auprc[best] - 0.17]})
-        tasks[task] = {"kind": "medication" if "statin" in task else "incidence",
-                       "scales": {s: _summary(a) for s, a in auprc.items()}, "lightgbm": _summary(0.2),
-                       "oracle": {"oracle_observable": _summary(0.4), "oracle_latent": _summary(0.45)},
-                       "saturation": sat}
-    fit = fit_power_law([v["params"] for v in scales.values()], [v["eval_loss"] for v in scales.values()])
-    return {"schema": 1, "hours_kind": hours_kind, "tolerance": 0.0, "scales": scales, "tasks": tasks, "fit": fit}
+from helpers.reportkit import make_results
 
 
 def test_report_writes_figures_markdown_and_self_contained_html(tmp_path):
@@ -56,9 +21,12 @@ def test_report_writes_figures_markdown_and_self_contained_html(tmp_path):
         png = (tmp_path / "figures" / f"{name}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     md = out["report_md"].read_text()
-    assert "| t2dm | incidence | demo-L (0.270) | demo-L (0.270) |" in md
-    assert "| statin_new_user | medication | demo-M (0.335) | demo-S (0.330) |" in md
-    assert "CPU-hours" in md and "L(N) = " in md
+    assert "| t2dm | incidence | demo-L (0.270) | best scale needed | demo-L (0.270) | 0 s |" in md
+    assert "| statin_new_user | medication | demo-M (0.335) | smaller scale non-inferior | demo-S (0.330) |" in md
+    assert ("| dementia | incidence | demo-L (0.160) | unresolved: more data or more resamples needed | – | "
+            "none claimed |") in md
+    assert "margin δ = 0.02" in md and "non-inferior on 2, the best scale is needed on 1, unresolved on 1 of 4" in md
+    assert "CPU-hours" in md and "L(N) = " in md and "a, b and c free on 4 scales" in md
     page = out["report_html"].read_text()
     assert "src=\"figures" not in page and "http" not in page.replace("<!DOCTYPE html>", "")
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
@@ -68,7 +36,8 @@ def test_report_writes_figures_markdown_and_self_contained_html(tmp_path):
 
 def test_gpu_results_say_gpu_hours_and_unscored_tasks_are_listed_not_drawn(tmp_path):
     results = make_results("gpu")
-    results["tasks"]["dialysis"] = {"kind": "incidence", "scales": {}, "lightgbm": None, "oracle": {}, "saturation": None}
+    results["tasks"]["dialysis"] = {"kind": "incidence", "scales": {}, "lightgbm": None, "oracle": {},
+                                    "saturation": None}
     write_json(tmp_path / "results.json", results)
     out = run(ReportConfig(results=tmp_path / "results.json", out=tmp_path / "r"))
     md = out["report_md"].read_text()
@@ -81,9 +50,24 @@ def test_missing_or_malformed_results_give_a_clear_error(tmp_path):
     (tmp_path / "results.json").write_text("{not json")
     with pytest.raises(ClaimsfmError, match="not valid JSON"):
         run(ReportConfig(results=tmp_path))
-    write_json(tmp_path / "results.json", {"scales": {}})
+    write_json(tmp_path / "results.json", {"schema": 2, "scales": {}})
     with pytest.raises(ClaimsfmError, match="tasks"):
         run(ReportConfig(results=tmp_path))
+    write_json(tmp_path / "results.json", {**make_results(), "schema": 1})
+    with pytest.raises(ClaimsfmError, match="rerun `claimsfm sweep`"):
+        run(ReportConfig(results=tmp_path))
+
+
+def test_three_scales_report_the_loss_law_with_c_fixed_and_two_say_not_identifiable(tmp_path):
+    results = make_results()
+    names = list(results["scales"])
+    for keep, text in ((names[:3], "c is fixed at 0"), (names[:2], "not reported (not identifiable")):
+        scales = {s: results["scales"][s] for s in keep}
+        law = loss_law([v["params"] for v in scales.values()], [v["eval_loss"] for v in scales.values()])
+        write_json(tmp_path / "results.json", {**results, "scales": scales, "tasks": {}, "fit": law["fit"],
+                                               "fit_note": law["note"]})
+        md = run(ReportConfig(results=tmp_path))["report_md"].read_text()
+        assert text in md, md[:800]
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

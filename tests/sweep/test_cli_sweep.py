@@ -1,12 +1,7 @@
 """`claimsfm sweep | report | demo` from the command line: help, dry-run plan, one-line errors."""
-import sys
-from pathlib import Path
+from claimsfm.io import write_json
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "report"))
-
-from test_report import make_results  # noqa: E402
-
-from claimsfm.io import write_json  # noqa: E402
+from helpers.reportkit import make_results
 
 
 def test_help_texts(cli):
@@ -26,7 +21,7 @@ def test_dry_run_prints_the_paper_scale_plan(cli, tmp_path):
 def test_user_errors_are_one_line_exit_2(cli, tmp_path):
     for args, flag in ((("sweep", "--data", tmp_path / "nothing"), "no token store"),
                        (("sweep", "--data", tmp_path, "--scales", "big"), "--scales"),
-                       (("sweep", "--data", tmp_path, "--tolerance", "-1"), "--tolerance"),
+                       (("sweep", "--data", tmp_path, "--margin", "-1"), "--margin"),
                        (("report", tmp_path), "results.json")):
         out = cli(*args)
         assert out.returncode == 2, (args, out.stderr)

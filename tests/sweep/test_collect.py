@@ -13,7 +13,7 @@ from claimsfm.tasks.spec import load_task
 
 SCALES = ["demo-S", "demo-M", "demo-L"]
 ENTRIES = {s: {"params": p, "hours": h, "flops": f}
-           for s, p, h, f in zip(SCALES, (2e5, 5e5, 1.2e6), (0.01, 0.02, 0.05), (1e12, 3e12, 9e12))}
+           for s, p, h, f in zip(SCALES, (2e5, 5e5, 1.2e6), (0.01, 0.02, 0.05), (1e12, 3e12, 9e12), strict=True)}
 
 
 def _write_predictions(path, sid, t, y, p):
@@ -50,11 +50,12 @@ def test_collect_task_pairs_predictions_and_finds_saturation(tmp_path):
     metrics = _fake_eval(tmp_path, "t2dm", {"demo-S": ("fm:demo-S", 0.5), "demo-M": ("fm:demo-M", 2.0),
                                             "demo-L": ("fm:demo-L", 2.0), "lightgbm": ("lightgbm", 1.0)})
     baseline = metrics.pop("lightgbm")
-    out = collect_task(spec, SCALES, ENTRIES, metrics, baseline, tmp_path, tolerance=0.0, n_boot=200, seed=0)
+    out = collect_task(spec, SCALES, ENTRIES, metrics, baseline, tmp_path, margin=0.02, n_boot=200, seed=0)
     sat = out["saturation"]
     assert set(out["scales"]) == set(SCALES) and out["lightgbm"] is not None
-    assert sat["scales"]["demo-S"]["not_worse"] is False  # signal 0.5 vs 2.0: clearly worse
-    assert sat["saturation"] in ("demo-M", "demo-L")
+    assert sat["scales"]["demo-S"]["verdict"] == "inferior"  # signal 0.5 vs 2.0: clearly worse
+    assert sat["status"] in ("non_inferior", "best_needed", "unresolved")
+    assert sat["saturation"] in ("demo-M", "demo-L", None) and (sat["saturation"] is None) == (sat["saved"] is None)
     assert f"{sat['best']} - lightgbm" in out["paired"] and sat["beats_lightgbm"] is True
     pair = out["paired"][f"demo-S - {sat['best']}"]
     assert pair["diff"] < 0 and pair["ci"][1] < 0
@@ -62,7 +63,7 @@ def test_collect_task_pairs_predictions_and_finds_saturation(tmp_path):
 
 def test_collect_task_skips_a_task_no_scale_evaluated(tmp_path):
     spec = load_task("ckd")
-    out = collect_task(spec, SCALES, ENTRIES, {s: {"tasks": {}} for s in SCALES}, {"tasks": {}}, tmp_path, 0.0, 100, 0)
+    out = collect_task(spec, SCALES, ENTRIES, {s: {"tasks": {}} for s in SCALES}, {"tasks": {}}, tmp_path, 0.02, 100, 0)
     assert out["scales"] == {} and out["saturation"] is None
 
 

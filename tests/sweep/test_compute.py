@@ -21,7 +21,8 @@ def test_nominal_params_and_training_flops():
 
 def test_throughput_comes_from_a_gpu_train_benchmark_and_not_from_a_cpu_one(tmp_path):
     case = {"params": "11M", "dist": "claims", "packed_tokens_per_s": 1e6, "packed_mfu_989": 0.3}
-    write_json(tmp_path / "train_cpu.json", {"benchmark": "train", "device": "cpu (x86_64, 2 threads)", "cases": [case]})
+    write_json(tmp_path / "train_cpu.json",
+               {"benchmark": "train", "device": "cpu (x86_64, 2 threads)", "cases": [case]})
     assert compute.measured_throughput(tmp_path) is None
     rate, note = compute.achieved_flops_per_s(None)
     assert rate == pytest.approx(0.4 * 989e12) and note.startswith("ASSUMPTION")

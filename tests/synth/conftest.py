@@ -1,11 +1,6 @@
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from claimsfm.synth.run import SynthConfig, run  # noqa: E402
+from claimsfm.synth.run import SynthConfig, run
 
 
 @pytest.fixture(scope="session")

@@ -73,7 +73,8 @@ def test_oracle_files_follow_the_grid(cohort):
     first, last = summary["parameters"]["first_month"], summary["parameters"]["last_month"]
     for name in builtin_task_names():
         t = _read(out / "truth" / f"oracle_{name}.parquet")
-        assert list(t) == ["patient", "prediction_time", "p_observable", "p_latent", "label"]
+        assert list(t) == ["patient", "prediction_time", "p_observable", "p_latent", "p_observable_se", "p_latent_se",
+                           "label"]
         grid = {np.datetime64(prediction_time(m), "us") for m in prediction_months(load_task(name), first, last)}
         assert set(t["prediction_time"].astype("datetime64[us]").tolist()) <= {g.item() for g in grid}
         for col in ("p_observable", "p_latent"):

@@ -3,9 +3,10 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from ukecheck import check_file, parse_date
 
 from claimsfm.synth.run import SynthConfig, run
+
+from helpers.ukecheck import check_file, parse_date
 
 
 def test_every_file_is_valid(cohort):

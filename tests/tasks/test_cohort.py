@@ -4,25 +4,16 @@ import datetime as dt
 
 import numpy as np
 import pytest
-from storekit import ListStore, day, epoch_month
 
+from claimsfm.data.format import month_end_day
 from claimsfm.errors import ClaimsfmError
-from claimsfm.tasks.cohort import age_years, build_cohort, check_cohort, month_end_day
-from claimsfm.tasks.spec import parse_task, prediction_months
+from claimsfm.tasks.cohort import age_years, build_cohort, check_cohort
+from claimsfm.tasks.spec import prediction_months
+
+from helpers.cohortkit import incidence, medication, reference_cohort, rows
+from helpers.storekit import ListStore, day, epoch_month
 
 T2D, T2D_SUSP, STATIN, HTN = "JPDX//1000001", "JPDX//1000001", "JPDRUG//600000001", "JPDX//1000002"
-
-
-def incidence(min_age=40, washout="ever", history=12, active=12):
-    return parse_task(f"""name = "t2d_test"\nkind = "incidence"\ntarget = ["ICD10//E11"]
-[window]\nprediction_months = 12\n[cohort]\nwashout = "{washout}"\nmin_age = {min_age}
-min_history_months = {history}\nactive_months = {active}\n[prediction_times]\nevery_months = 12\n""", "t.toml")
-
-
-def medication(washout="new_user"):
-    return parse_task(f"""name = "statin_test"\nkind = "medication"\ntarget = ["YJ//2189"]
-[window]\nprediction_months = 3\n[cohort]\nwashout = "{washout}"\nwashout_months = 12
-min_history_months = 12\nactive_months = 12\n[prediction_times]\nevery_months = 6\n""", "m.toml")
 
 
 def yearly(code=HTN, years=range(2015, 2021)):
@@ -32,10 +23,6 @@ def yearly(code=HTN, years=range(2015, 2021)):
 
 def person(sid, birth, events):
     return {"subject_id": sid, "birth": birth, "events": events}
-
-
-def rows(cohort):
-    return {(int(s), int(m)): bool(l) for s, m, l in zip(cohort.subject_id, cohort.t_month, cohort.label)}
 
 
 def test_grid_boundaries_washout_death_age_history_activity():
@@ -99,38 +86,6 @@ def test_empty_cohort_is_a_clear_error():
         check_cohort(build_cohort(store, incidence()))
 
 
-def _reference(store, spec):
-    """One row at a time, straight from the rules in docs/internals.md."""
-    out = {}
-    for t in prediction_months(spec, store.first_month, store.last_month):
-        t_day, end = int(month_end_day(t)), int(month_end_day(t + spec.prediction_months))
-        match = store.match_codes(list(spec.target))
-        for i in range(store.n_subjects):
-            ev = range(store.offsets[i], store.offsets[i + 1])
-            days = [int(store.day[k]) for k in ev]
-            tgt = [int(store.day[k]) for k in ev if match[store.code[k]]
-                   and (spec.kind == "medication" or not store.flags[k] & 1)]
-            if not days or days[0] > t_day:
-                continue
-            first_m = dt.date(1970, 1, 1) + dt.timedelta(days=days[0])
-            if first_m.year * 12 + first_m.month - 1 > t - spec.min_history_months:
-                continue
-            lo = int(month_end_day(t - spec.active_months))
-            if spec.active_months and not any(lo < d <= t_day for d in days):
-                continue
-            if 0 <= store.death_day[i] <= t_day:
-                continue
-            if int(age_years(store.birth_day[i:i + 1], [t_day])[0]) < spec.min_age:
-                continue
-            if spec.washout == "ever" and any(d <= t_day for d in tgt):
-                continue
-            wlo = int(month_end_day(t - spec.washout_months))
-            if spec.washout == "new_user" and any(wlo < d <= t_day for d in tgt):
-                continue
-            out[(int(store.subject_ids[i]), t)] = any(t_day < d <= end for d in tgt)
-    return out
-
-
 @pytest.mark.parametrize("seed", [0, 1])
 def test_matches_loop_reference_on_random_stores(seed):
     rng = np.random.default_rng(seed)
@@ -148,4 +103,4 @@ def test_matches_loop_reference_on_random_stores(seed):
     store = ListStore(recs)
     for spec in (incidence(), incidence(min_age=0, washout="none", history=0, active=0),
                  medication(), medication("none")):
-        assert rows(build_cohort(store, spec)) == _reference(store, spec)
+        assert rows(build_cohort(store, spec)) == reference_cohort(store, spec)

@@ -2,11 +2,12 @@
 import datetime as dt
 
 import numpy as np
-from storekit import ListStore, write_meds
-from test_cohort import incidence, medication, rows
 
 from claimsfm.data import build_store
 from claimsfm.tasks.cohort import build_cohort
+
+from helpers.cohortkit import incidence, medication, rows
+from helpers.storekit import ListStore, write_records
 
 
 def _records(seed=3, n=50):
@@ -26,7 +27,7 @@ def _records(seed=3, n=50):
 
 def test_real_store_gives_the_same_cohorts(tmp_path):
     recs = _records()
-    write_meds(recs, tmp_path)
+    write_records(recs, tmp_path)
     store = build_store(tmp_path, tmp_path / "store", min_count=1)
     twin = ListStore(sorted(recs, key=lambda r: r["subject_id"]))
     assert store.first_month == twin.first_month and store.last_month == twin.last_month

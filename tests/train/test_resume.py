@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from claimsfm.model.checkpoint import load_checkpoint, load_state, step_folders
+from claimsfm.outdir import MARKER
 from claimsfm.train.pretrain import PretrainConfig, run
 
 
@@ -25,6 +26,7 @@ def test_resume_from_midway_checkpoint_is_exact(store_dir, tmp_path):
     (resumed / "checkpoints").mkdir(parents=True)
     shutil.copytree(straight / "checkpoints" / "step_00000006", resumed / "checkpoints" / "step_00000006")
     shutil.copy(straight / "config.json", resumed / "config.json")
+    shutil.copy(straight / MARKER, resumed / MARKER)  # the folder is claimsfm's (claimsfm.outdir)
     shutil.copy(straight / "metrics.jsonl", resumed / "metrics.jsonl")  # holds steps 7-12 too: cut on resume
     b = run(tiny(store_dir, resumed))
     wa, wb = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")

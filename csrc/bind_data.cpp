@@ -1,26 +1,19 @@
-// Bindings for store building, the sequence builder, packer and MLM masking. Included by bindings.cpp only.
+// Bindings for store building, the sequence builder, packer and MLM masking; registered by bindings.cpp
+// through bind_data().
 // Arguments arrive as C-contiguous numpy arrays of the exact dtypes (claimsfm/data/*.py converts and
-// validates them); the core runs without the GIL; results come back as new numpy arrays.
-#include <cstring>
+// validates them); the core runs without the GIL; results come back as numpy arrays that own the core's
+// vectors (moved, not copied) or that the core wrote into directly.
 #include <optional>
 #include <vector>
 
+#include "bind_numpy.hpp"
 #include "mask.hpp"
 #include "pack.hpp"
 #include "sequence.hpp"
 #include "store.hpp"
 
-namespace data_bind {
-
-template <typename T>
-using carray = py::array_t<T, py::array::c_style | py::array::forcecast>;
-
-template <typename T>
-py::array_t<T> to_numpy(const std::vector<T>& v) {
-  py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
-  if (!v.empty()) std::memcpy(out.mutable_data(), v.data(), v.size() * sizeof(T));
-  return out;
-}
+namespace claimsfm_bind {
+namespace {
 
 claimsfm::StoreView store_view(const carray<int64_t>& offsets, const carray<int32_t>& token,
                                const carray<int32_t>& day, const carray<int32_t>& visit,
@@ -36,14 +29,13 @@ claimsfm::StoreView store_view(const carray<int64_t>& offsets, const carray<int3
 
 const int32_t* cutoff_ptr(const std::optional<carray<int32_t>>& cutoff, py::ssize_t k) {
   if (!cutoff) return nullptr;
-  if (cutoff->size() != k) throw std::invalid_argument("cutoff_day must have one entry per subject");
+  if (cutoff->size() != k) throw std::invalid_argument("cutoff_day / reference_day need one entry per subject");
   return cutoff->data();
 }
 
-}  // namespace data_bind
+}  // namespace
 
-static void bind_data(py::module_& m) {
-  using namespace data_bind;
+void bind_data(py::module_& m) {
   m.def(
       "sequence_lengths",
       [](carray<int64_t> offsets, carray<int32_t> token, carray<int32_t> day, carray<int32_t> visit,
@@ -64,18 +56,22 @@ static void bind_data(py::module_& m) {
       "build_sequences",
       [](carray<int64_t> offsets, carray<int32_t> token, carray<int32_t> day, carray<int32_t> visit,
          carray<int32_t> birth_day, carray<int64_t> subjects, std::optional<carray<int32_t>> cutoff,
-         int32_t max_len) {
+         std::optional<carray<int32_t>> reference, int32_t max_len) {
         auto view = store_view(offsets, token, day, visit, birth_day);
         const int32_t* cut = cutoff_ptr(cutoff, subjects.size());
+        const int32_t* ref = cutoff_ptr(reference, subjects.size());
         claimsfm::Sequences seqs;
         {
           py::gil_scoped_release release;
-          claimsfm::build_sequences(view, subjects.data(), cut, subjects.size(), max_len, seqs);
+          claimsfm::build_sequences(view, subjects.data(), cut, ref, subjects.size(), max_len, seqs);
         }
-        return py::make_tuple(to_numpy(seqs.offsets), to_numpy(seqs.input_ids), to_numpy(seqs.age_months),
-                              to_numpy(seqs.visit), to_numpy(seqs.months), to_numpy(seqs.segment));
+        return py::make_tuple(to_numpy(std::move(seqs.offsets)), to_numpy(std::move(seqs.input_ids)),
+                              to_numpy(std::move(seqs.age_months)), to_numpy(std::move(seqs.visit)),
+                              to_numpy(std::move(seqs.months)), to_numpy(std::move(seqs.segment)),
+                              to_numpy(std::move(seqs.days_before)), to_numpy(std::move(seqs.gap_days)));
       },
-      "(offsets, input_ids, age_months, visit, months, segment) CSR arrays of the subjects' sequences");
+      "(offsets, input_ids, age_months, visit, months, segment, days_before, gap_days) CSR arrays of the "
+      "subjects' sequences");
   m.def(
       "pack_ffd",
       [](carray<int64_t> lengths, int64_t max_tokens) {
@@ -110,7 +106,8 @@ static void bind_data(py::module_& m) {
         return py::make_tuple(order, visit, visit_inpatient);
       },
       "Store build: (order (n,) int64 by (subject, day, visit, code), visit (n,) int32, visit_inpatient (n,) uint8)");
-  m.def("mlm_batch_key", &claimsfm::mlm_batch_key, "Key of the MLM draws of batch (seed, epoch, step)");
+  m.def("mlm_batch_key", &claimsfm::mlm_batch_key, py::arg("seed"), py::arg("epoch"), py::arg("step"),
+        "Key of the MLM draws of batch (seed, epoch, step)");
   m.def(
       "mlm_mask",
       [](carray<int32_t> input_ids, carray<int64_t> cu_seqlens, uint64_t key, int32_t vocab_size,
@@ -132,3 +129,5 @@ static void bind_data(py::module_& m) {
       },
       "MLM masking of a flat batch: (masked input_ids (T,) int32, labels (T,) int64, -100 = no target)");
 }
+
+}  // namespace claimsfm_bind

@@ -168,7 +168,8 @@ def _billing(rest, dim, where):
             continue
         counts = [int(f) if f else 0 for f in fields]
         days |= {d for d, c in enumerate(counts) if c}
-        if not re.fullmatch(r"\d{9}", r[3]) or r[2] != "1" or (k == 0 and not r[1]) or (r[1] and not re.fullmatch(r"\d{2}", r[1])):
+        bad_shinryo = (k == 0 and not r[1]) or (r[1] and not re.fullmatch(r"\d{2}", r[1]))
+        if not re.fullmatch(r"\d{9}", r[3]) or r[2] != "1" or bad_shinryo:
             p.append(f"line {n}: code/負担区分/診療識別")
         if str(sum(counts)) != r[6] or sum(counts) == 0:
             p.append(f"line {n}: 回数 {r[6]} != sum of day fields {sum(counts)}")

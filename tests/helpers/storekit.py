@@ -1,18 +1,19 @@
-"""Hand-built stores for the eval-area tests.
+"""Hand-built stores for the tasks, baseline and eval tests.
 
 `ListStore` holds the token-store fields of docs/internals.md §4 in memory, built from plain Python
-records, so a test states exactly which event sits on which day. `write_meds` writes the same records
-as a MEDS dataset, for tests that build a real store with `claimsfm.data.build_store`.
+records, so a test states exactly which event sits on which day. `write_records` writes the same records
+as a MEDS dataset (through `medskit.write_meds`), for tests that build a real store with
+`claimsfm.data.build_store`.
 """
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 
-from claimsfm.splits import split_codes
+from claimsfm.data.format import FLAG_SUSPECTED, SPECIALS, SUSPECTED_SUFFIX, month_of_day
+from claimsfm.splits import SPLITS, split_codes
 
-SPECIALS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
+from helpers.medskit import day, write_meds
+
 PARENTS = {
     "JPDX//1000001": ["ICD10//E119", "ICD10//E11"],   # type 2 diabetes
     "JPDX//1000002": ["ICD10//I10", "ICD10//I10"],    # hypertension
@@ -21,10 +22,6 @@ PARENTS = {
     "JPDRUG//600000002": ["YJ//3969010", "YJ//3969"],  # sitagliptin
     "JPPROC//100000001": ["KUBUN//D007", "KUBUN//D"],
 }
-
-
-def day(y: int, m: int, d: int) -> int:
-    return (dt.date(y, m, d) - dt.date(1970, 1, 1)).days
 
 
 def epoch_month(y: int, m: int) -> int:
@@ -38,7 +35,7 @@ class ListStore:
         self.code_names = sorted({c for r in records for _, c, _ in r["events"]} | set(PARENTS))
         self.code_parents = [PARENTS.get(c, []) for c in self.code_names]
         index = {c: i for i, c in enumerate(self.code_names)}
-        tokens = SPECIALS + self.code_names + [c + "//S" for c in self.code_names]
+        tokens = [*SPECIALS, *self.code_names, *(c + SUSPECTED_SUFFIX for c in self.code_names)]
         self.vocab = {t: i for i, t in enumerate(tokens)}
         self.id_to_token, self.vocab_size = tokens, len(tokens)
         offsets, code, token, days, flags, visit = [0], [], [], [], [], []
@@ -47,9 +44,9 @@ class ListStore:
             months = sorted({d // 28 for d, _, _ in events})
             for d, c, s in events:
                 code.append(index[c])
-                token.append(self.vocab[c + "//S" if s else c])
+                token.append(self.vocab[c + SUSPECTED_SUFFIX if s else c])
                 days.append(d)
-                flags.append(int(s))
+                flags.append(FLAG_SUSPECTED if s else 0)
                 visit.append(months.index(d // 28))
             offsets.append(len(code))
         self.subject_ids = np.array([r["subject_id"] for r in records], dtype=np.int64)
@@ -71,7 +68,7 @@ class ListStore:
                 if self.code_names[code[k]] == "MEDS_DEATH":
                     death[i] = days[k]
         self.death_day = death
-        ev = self.day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) + 1970 * 12
+        ev = month_of_day(self.day)
         self.first_month, self.last_month = int(ev.min()), int(ev.max())
 
     def match_codes(self, prefixes):
@@ -79,41 +76,13 @@ class ListStore:
                          for c, p in zip(self.code_names, self.code_parents)], dtype=bool)
 
 
-def write_meds(records, root) -> None:
+def write_records(records, root) -> None:
     """The same records as a MEDS dataset under `root` (data/<split>/0.parquet, metadata/)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from claimsfm.splits import SPLITS
-
     splits = split_codes([r["subject_id"] for r in records])
-    for code, name in enumerate(SPLITS):
-        rows = []
-        for r, s in zip(records, splits):
-            if s != code:
-                continue
-            sid = r["subject_id"]
-            rows.append((sid, None, "SEX//M" if r.get("sex", 1) == 1 else "SEX//F", False))
-            rows.append((sid, dt.datetime(*r["birth"]), "MEDS_BIRTH", False))
-            for d, c, susp in sorted(r["events"]):
-                rows.append((sid, dt.datetime(*d), c, bool(susp)))
-        table = pa.table({
-            "subject_id": pa.array([x[0] for x in rows], pa.int64()),
-            "time": pa.array([x[1] for x in rows], pa.timestamp("us")),
-            "code": pa.array([x[2] for x in rows], pa.string()),
-            "numeric_value": pa.array([None] * len(rows), pa.float32()),
-            "facility": pa.array(["F1"] * len(rows), pa.string()),
-            "suspected": pa.array([x[3] for x in rows], pa.bool_()),
-        })
-        (root / "data" / name).mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, root / "data" / name / "0.parquet")
-    meta = root / "metadata"
-    meta.mkdir(parents=True, exist_ok=True)
-    codes = sorted(PARENTS)
-    pq.write_table(pa.table({"code": codes, "description": codes,
-                             "parent_codes": [PARENTS[c] for c in codes]}), meta / "codes.parquet")
-    pq.write_table(pa.table({"subject_id": pa.array([r["subject_id"] for r in records], pa.int64()),
-                             "split": [SPLITS[s] for s in splits]}), meta / "subject_splits.parquet")
+    subjects = [{"id": r["subject_id"], "split": SPLITS[s], "sex": "M" if r.get("sex", 1) == 1 else "F",
+                 "birth": r["birth"], "events": [(d, c, "F1", bool(susp)) for d, c, susp in r["events"]]}
+                for r, s in zip(records, splits)]
+    write_meds(root, subjects, parents=PARENTS)
 
 
 def planted_records(n: int = 1000, seed: int = 0):

@@ -1,18 +1,12 @@
-// Bindings for ingestion (UKE and CSV parsers). Included by bindings.cpp only.
+// Bindings for ingestion (UKE and CSV parsers); registered by bindings.cpp through bind_ingest().
 #include <atomic>
 
+#include "bind_numpy.hpp"
 #include "csv_parser.hpp"
 #include "uke_parser.hpp"
 
-namespace ingest_bind {
-
-// Hand a vector to numpy without copying: the array owns the moved vector through a capsule.
-template <class T>
-py::array_t<T> to_numpy(std::vector<T>&& v) {
-  auto* heap = new std::vector<T>(std::move(v));
-  py::capsule owner(heap, [](void* p) { delete static_cast<std::vector<T>*>(p); });
-  return py::array_t<T>({static_cast<py::ssize_t>(heap->size())}, {sizeof(T)}, heap->data(), owner);
-}
+namespace claimsfm_bind {
+namespace {
 
 // A byte counter the parser advances from its threads while Python polls it for a progress bar.
 struct Progress {
@@ -40,10 +34,9 @@ py::dict uke_result(claimsfm::UkeResult&& r) {
   d["rejects"] = rejects;
   const claimsfm::UkeStats& s = r.stats;
   py::dict st;
-  st["files"] = s.files, st["files_rejected"] = s.files_rejected, st["receipts"] = s.receipts;
-  st["receipts_rejected"] = s.receipts_rejected, st["records"] = s.records;
-  st["records_unknown"] = s.records_unknown, st["records_ignored"] = s.records_ignored;
-  st["lines_rejected"] = s.lines_rejected, st["bytes"] = s.bytes;
+#define CLAIMSFM_STAT(name) st[#name] = s.name;
+  CLAIMSFM_UKE_STATS(CLAIMSFM_STAT)
+#undef CLAIMSFM_STAT
   d["stats"] = st;
   return d;
 }
@@ -99,10 +92,12 @@ py::tuple group_by_subject(py::array_t<int64_t, py::array::c_style | py::array::
                         to_numpy(std::move(subjects)));
 }
 
-}  // namespace ingest_bind
+}  // namespace
 
-static void bind_ingest(py::module_& m) {
-  using namespace ingest_bind;
+void bind_ingest(py::module_& m) {
+#define CLAIMSFM_STAT_NAME(name) #name,
+  m.attr("UKE_STAT_KEYS") = py::tuple(py::cast(std::vector<std::string>{CLAIMSFM_UKE_STATS(CLAIMSFM_STAT_NAME)}));
+#undef CLAIMSFM_STAT_NAME
   py::class_<Progress>(m, "Progress", "Bytes parsed so far, advanced by the parser threads.")
       .def(py::init<>())
       .def_property_readonly("value", [](const Progress& p) { return p.bytes.load(); });
@@ -116,3 +111,5 @@ static void bind_ingest(py::module_& m) {
         py::arg("threads") = 1,
         "Permutation grouping events by subject, time-ordered: (order, offsets, subjects).");
 }
+
+}  // namespace claimsfm_bind

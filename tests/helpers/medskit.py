@@ -1,4 +1,4 @@
-"""Hand-made MEDS datasets for the data-area tests (schema of design.md §3.1, internals.md §2).
+"""Hand-made MEDS datasets for the tests (schema of design.md §3.1, internals.md §2).
 
 A subject is a dict: `id`, `split`, optional `sex` ("M"/"F"), `birth` (y, m, d), and `events`, a list
 of (date (y, m, d), code, facility, suspected[, value]); `write_meds` writes them as parquet shards.
@@ -10,6 +10,8 @@ import datetime as dt
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from claimsfm.splits import SPLITS
 
 PARENTS = {
     "JPDX//1000001": ["ICD10//E119", "ICD10//E11"],
@@ -38,8 +40,12 @@ def _rows(subject):
     return rows
 
 
-def write_meds(root, subjects, shards_per_split=1, codes=True, splits_file=True):
-    """Write `subjects` as a MEDS dataset under root/data/<split>/<k>.parquet (+ metadata)."""
+def write_meds(root, subjects, shards_per_split=1, codes=True, splits_file=True, parents=None):
+    """Write `subjects` as a MEDS dataset under root/data/<split>/<k>.parquet (+ metadata).
+
+    `parents` (code -> parent codes, default PARENTS) fills metadata/codes.parquet.
+    """
+    parents = PARENTS if parents is None else parents
     by_split = {}
     for s in subjects:
         by_split.setdefault(s["split"], []).append(s)
@@ -64,9 +70,9 @@ def write_meds(root, subjects, shards_per_split=1, codes=True, splits_file=True)
     meta.mkdir(parents=True, exist_ok=True)
     if codes:
         pq.write_table(pa.table({
-            "code": pa.array(list(PARENTS), pa.string()),
-            "description": pa.array([f"name of {c}" for c in PARENTS], pa.string()),
-            "parent_codes": pa.array(list(PARENTS.values()), pa.list_(pa.string())),
+            "code": pa.array(list(parents), pa.string()),
+            "description": pa.array([f"name of {c}" for c in parents], pa.string()),
+            "parent_codes": pa.array(list(parents.values()), pa.list_(pa.string())),
         }), meta / "codes.parquet")
     if splits_file:
         pq.write_table(pa.table({
@@ -83,9 +89,9 @@ CODES = ["JPDX//1000001", "JPDX//1000002", "JPDX//1000003", "JPDRUG//600000001",
 def random_subjects(n, seed=0, start=(2019, 1), months=36, facilities=("F1", "F2", "F3")):
     """n random subjects with monthly visits, several facilities, suspected codes and deaths."""
     rng = np.random.default_rng(seed)
-    splits = np.array(["train", "tuning", "held_out"])
+    splits = np.array(SPLITS)
     out = []
-    for i in range(n):
+    for _ in range(n):
         events = []
         n_visits = int(rng.integers(0, 14))
         for _ in range(n_visits):

@@ -1,0 +1,116 @@
+"""claimsfm._native: the compiled core (csrc/bindings.cpp, csrc/bind_ingest.cpp, csrc/bind_data.cpp).
+
+Load it through `claimsfm.native.native()`, which checks ABI_VERSION. Array arguments are converted
+to C-contiguous arrays of the stated dtype; results are new numpy arrays. Shapes: n subjects, N events
+(store), k subjects asked for, T tokens, R result rows. tests/test_native.py checks that this stub
+names every binding and every result key.
+"""
+from typing import TypedDict
+
+import numpy as np
+import numpy.typing as npt
+
+ABI_VERSION: int
+UKE_STAT_KEYS: tuple[str, ...]  # the counters of UkeResult["stats"], in csrc/uke_parser.hpp order
+
+# ---------------------------------------------------------------------------------------- ingest
+
+
+class Progress:
+    """Bytes parsed so far, advanced by the parser threads (poll `value` from another thread)."""
+
+    def __init__(self) -> None: ...
+    @property
+    def value(self) -> int: ...
+
+
+class UkeStats(TypedDict):
+    files: int
+    files_rejected: int
+    receipts: int
+    receipts_rejected: int
+    records: int
+    records_unknown: int
+    records_ignored: int
+    lines_rejected: int
+    bytes: int
+
+
+class UkeResult(TypedDict):
+    key: npt.NDArray[np.int32]        # (R,) patient key id (index into keys)
+    day: npt.NDArray[np.int32]        # (R,) days since 1970-01-01; INT32_MIN for static rows
+    code: npt.NDArray[np.int32]       # (R,) code id (index into codes)
+    value: npt.NDArray[np.float32]    # (R,) count for SI/IY/TO, NaN otherwise
+    facility: npt.NDArray[np.int32]   # (R,) facility id (index into facilities)
+    suspected: npt.NDArray[np.uint8]  # (R,) 1 when the diagnosis carries modifier 8002
+    dx_start: npt.NDArray[np.int32]   # (R,) 診療開始日 of a diagnosis, INT32_MIN otherwise
+    codes: list[str]                  # code id -> MEDS code
+    keys: list[bytes]                 # key id -> patient key bytes (file encoding; never written out)
+    key_utf8: npt.NDArray[np.uint8]   # key id -> 1 UTF-8, 0 CP932
+    facilities: list[str]             # facility id -> 7-digit facility code
+    rejects: list[tuple[int, int, str, bytes]]  # (file index, line (0 = whole file), reason, masked line)
+    stats: UkeStats
+
+
+class CsvResult(TypedDict):
+    subject_id: npt.NDArray[np.int64]  # (R,)
+    time_us: npt.NDArray[np.int64]     # (R,) microseconds since 1970-01-01; INT64_MIN for static rows
+    code: npt.NDArray[np.int32]        # (R,) index into codes
+    value: npt.NDArray[np.float32]     # (R,) NaN when empty or absent
+    codes: list[str]
+    rejects: list[tuple[int, str]]     # (line, reason)
+    rows: int
+    bytes: int
+    has_value_column: bool
+
+
+def parse_uke(paths: list[str], link_by: str = "chart", stop_at_first_error: bool = True, threads: int = 1,
+              progress: Progress | None = None) -> UkeResult:
+    """Parse UKE files into raw event columns (link_by: "chart" | "insurer"); see csrc/uke_parser.hpp."""
+
+
+def parse_csv(path: str, threads: int = 1, skip_bad: bool = False) -> CsvResult:
+    """Parse a subject_id,time,code[,numeric_value] CSV."""
+
+
+def group_by_subject(subject: npt.ArrayLike, time_us: npt.ArrayLike, threads: int = 1
+                     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(order (R,), offsets (m+1,), subjects (m,)): a permutation grouping rows by subject, time-ordered."""
+
+# ------------------------------------------------------------------ store, sequences, packing, masking
+# The store arrays come first, as claimsfm.data.sequences passes them: offsets (n+1,) int64,
+# token (N,) int32, day (N,) int32, visit (N,) int32, birth_day (n,) int32.
+
+
+def sequence_lengths(offsets: npt.ArrayLike, token: npt.ArrayLike, day: npt.ArrayLike, visit: npt.ArrayLike,
+                     birth_day: npt.ArrayLike, subjects: npt.ArrayLike, cutoff: npt.ArrayLike | None,
+                     max_len: int, /) -> npt.NDArray[np.int64]:
+    """(k,) sequence length (with [CLS]) of each subject row, events at or before its cutoff day."""
+
+
+def build_sequences(offsets: npt.ArrayLike, token: npt.ArrayLike, day: npt.ArrayLike, visit: npt.ArrayLike,
+                    birth_day: npt.ArrayLike, subjects: npt.ArrayLike, cutoff: npt.ArrayLike | None,
+                    reference: npt.ArrayLike | None, max_len: int, /) -> tuple[
+                        npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.int32],
+                        npt.NDArray[np.int32], npt.NDArray[np.int8], npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+    """(offsets (k+1,), input_ids, age_months, visit, months, segment, days_before, gap_days (T,)):
+    the subjects' sequences in CSR form (claimsfm.data.sequences.Sequences)."""
+
+
+def pack_ffd(lengths: npt.ArrayLike, max_tokens: int, /) -> npt.NDArray[np.int64]:
+    """First-fit-decreasing row of each length. (n,) int64 -> (n,) int64"""
+
+
+def order_events(subject: npt.ArrayLike, day: npt.ArrayLike, facility: npt.ArrayLike, code: npt.ArrayLike,
+                 inpatient: npt.ArrayLike, n_subjects: int, /
+                 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.uint8]]:
+    """Store build: (order (R,) by (subject, day, visit, code), visit (R,) int32, visit_inpatient (R,) uint8)."""
+
+
+def mlm_batch_key(seed: int, epoch: int, step: int) -> int:
+    """Key of the MLM draws of batch (seed, epoch, step)."""
+
+
+def mlm_mask(input_ids: npt.ArrayLike, cu_seqlens: npt.ArrayLike, key: int, vocab_size: int, mask_prob: float, /
+             ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+    """(masked input_ids (T,) int32, labels (T,) int64, -100 where not a target) of a flat batch."""
