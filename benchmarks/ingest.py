@@ -52,7 +52,7 @@ def bench_uke(files: list[Path], ref_mb: float) -> dict:
     size = sum(f.stat().st_size for f in files) / 1e6
     res = {"corpus_mb": round(size, 1), "files": len(files)}
     for t in (1, THREADS):
-        w, c, out = timed(lambda: _native.parse_uke(paths, "chart", True, t), repeat=2)
+        w, c, out = timed(lambda t=t: _native.parse_uke(paths, "chart", True, t), repeat=2)
         res[f"cpp_{t}t_mb_per_s_wall"] = round(size / w, 1)
         res[f"cpp_{t}t_mb_per_s_cpu"] = round(size / c, 1)
         res["events"] = int(len(out["day"]))

@@ -31,7 +31,8 @@ def one(patients: int, months: int, hospitals: int, background: str) -> dict:
     return {"patients": patients, "months": months, "hospitals": hospitals, "background": background,
             "wall_s": round(wall, 2),
             "cpu_s": round(cpu, 2), "receipts": c["receipts"], "lines": c["lines"],
-            "receipts_per_cpu_s": round(c["receipts"] / cpu), "patient_months_per_cpu_s": round(patients * months / cpu),
+            "receipts_per_cpu_s": round(c["receipts"] / cpu),
+            "patient_months_per_cpu_s": round(patients * months / cpu),
             "tasks_auprc_over_prevalence": {k: round(v["auprc_observable"] / v["prevalence"], 1)
                                             for k, v in s["tasks"].items() if v["prevalence"] > 0},
             "vocabulary": {k: v[k] for k in ("distinct_codes", "distinct_codes_by_kind", "background_token_share",

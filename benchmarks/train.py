@@ -160,7 +160,8 @@ def main():
     args = p.parse_args()
     device = torch.device(args.device)
     peak = gemm_peak(device)
-    rows = [bench_case(size, dist, args, device, peak) for size in args.sizes.split(",") for dist in args.dists.split(",")]
+    rows = [bench_case(size, dist, args, device, peak)
+            for size in args.sizes.split(",") for dist in args.dists.split(",")]
     result = {
         "benchmark": "train", "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
         f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",

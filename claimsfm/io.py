@@ -118,8 +118,9 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False):
         if path.exists():
             if not overwrite:
                 raise FileExistsError(path)
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            # A fresh, uniquely named empty folder of our own takes the old one (rename over an empty
+            # folder), so nothing that was there before -- e.g. a user's `.<name>.old` -- is ever removed.
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)

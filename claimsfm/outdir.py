@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 from claimsfm.errors import ClaimsfmError
+from claimsfm.io import check_creatable
 
 MARKER = ".claimsfm.json"
 TMP_TAG = ".claimsfm-tmp.json"
@@ -222,6 +223,7 @@ def glob_escape(name: str) -> str:
 
 def preflight(out, command: str, inputs=(), replace: bool = False) -> None:
     """The checks of `build`, early: before a long computation whose result would be refused."""
+    check_creatable(out)
     check_inputs(out, inputs)
     marker = _state(Path(out), command)
     if marker is not None and not replace:

@@ -10,21 +10,39 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("ingest")
     def ingest(
-        inputs: List[Path] = typer.Argument(..., metavar="INPUT...", help="UKE files or folders of them (searched recursively; a `claimsfm synth` folder also brings its masters/ and truth/), CSV files/folders, or a MEDS dataset folder."),
-        out: Path = typer.Option(..., "--out", "-o", help="Output folder: data/, metadata/, store/ (and truth/ for synthetic input)."),
-        format: str = typer.Option("uke", "--format", help="Input format: uke | meds | csv (csv: subject_id,time,code[,numeric_value])."),
-        masters: Optional[Path] = typer.Option(None, "--masters", help="Folder of code masters (diseases.csv, drugs.csv, procedures.csv: code,name,mapped_code,class)."),
+        inputs: List[Path] = typer.Argument(..., metavar="INPUT...",
+                                            help="UKE files or folders of them (searched recursively; a `claimsfm "
+                                                 "synth` folder also brings its masters/ and truth/), CSV "
+                                                 "files/folders, or a MEDS dataset folder."),
+        out: Path = typer.Option(..., "--out", "-o",
+                                 help="Output folder: data/, metadata/, store/ (and truth/ for synthetic input)."),
+        format: str = typer.Option("uke", "--format",
+                                   help="Input format: uke | meds | csv (csv: subject_id,time,code[,numeric_value])."),
+        masters: Optional[Path] = typer.Option(None, "--masters",
+                                               help="Folder of code masters (diseases.csv, drugs.csv, procedures.csv: "
+                                                    "code,name,mapped_code,class)."),
         threads: int = typer.Option(0, "--threads", help="Parser threads (0 = all cores)."),
-        salt_file: Optional[Path] = typer.Option(None, "--salt-file", help="Secret salt for the keyed subject_id hash. Else $CLAIMSFM_SALT, else a random salt kept in <out>/salt (mode 0600)."),
-        link_by: str = typer.Option("chart", "--link-by", help="Patient key: chart (facility + chart number, else name + birth date + sex) | insurer (insurer, card symbol and number, birth date, sex; links across facilities)."),
-        on_error: str = typer.Option("raise", "--on-error", help="Bad input: raise (stop with file:line: reason, exit 2) | skip (quarantine the receipt, list the bad lines in <out>/rejects.txt)."),
+        salt_file: Optional[Path] = typer.Option(None, "--salt-file",
+                                                 help="Secret salt for the keyed subject_id hash. Else $CLAIMSFM_SALT, "
+                                                      "else a random salt kept in <out>/salt (mode 0600)."),
+        link_by: str = typer.Option("chart", "--link-by",
+                                    help="Patient key: chart (facility + chart number, else name + birth date + sex) | "
+                                         "insurer (insurer, card symbol and number, birth date, sex; links across "
+                                         "facilities)."),
+        on_error: str = typer.Option("raise", "--on-error",
+                                     help="Bad input: raise (stop with file:line: reason, exit 2) | skip (quarantine "
+                                          "the receipt, list the bad lines in <out>/rejects.txt)."),
         overwrite: bool = typer.Option(
             False, "--overwrite",
             help="Replace an earlier ingest in --out made from other inputs (only the files it wrote; "
                  "never a folder claimsfm did not make)."),
-        min_count: int = typer.Option(5, "--min-count", help="Token store: codes seen fewer times in the train split become [UNK]."),
-        code_level: str = typer.Option("raw", "--code-level", help="Token store vocabulary: raw (receipt codes) | mapped (coarsest master parent, e.g. ICD10//E11)."),
-        shard_rows: int = typer.Option(1_000_000, "--shard-rows", help="Rows per MEDS shard (a subject never spans two shards)."),
+        min_count: int = typer.Option(5, "--min-count",
+                                      help="Token store: codes seen fewer times in the train split become [UNK]."),
+        code_level: str = typer.Option("raw", "--code-level",
+                                       help="Token store vocabulary: raw (receipt codes) | mapped (coarsest master "
+                                            "parent, e.g. ICD10//E11)."),
+        shard_rows: int = typer.Option(1_000_000, "--shard-rows",
+                                       help="Rows per MEDS shard (a subject never spans two shards)."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
         time_range: str = typer.Option(
             "1900:2100", "--time-range",

@@ -10,8 +10,12 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
-        results: Path = typer.Argument(..., help="A sweep folder holding results.json (e.g. runs/sweep), or the results.json file."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Where to write report.md, report.html and figures/ (default: beside results.json)."),
+        results: Path = typer.Argument(...,
+                                       help="A sweep folder holding results.json (e.g. runs/sweep), or the "
+                                            "results.json file."),
+        out: Optional[Path] = typer.Option(None, "--out",
+                                           help="Where to write report.md, report.html and figures/ (default: beside "
+                                                "results.json)."),
         title: str = typer.Option("claimsfm scale sweep", "--title", help="Title of the report."),
     ) -> None:
         """Draw the figures (loss vs parameters with the power-law fit, AUPRC vs parameters and vs pretraining

@@ -11,12 +11,14 @@ def register(app: typer.Typer) -> None:
     def synth(
         out: Path = typer.Option(..., "--out", help="Output folder: uke/, masters/, truth/, synth.json."),
         patients: int = typer.Option(3000, "--patients", help="Number of synthetic people (not all of them visit)."),
-        hospitals: int = typer.Option(8, "--hospitals", help="Number of hospitals (one UKE file per hospital per claim month)."),
+        hospitals: int = typer.Option(8, "--hospitals",
+                                      help="Number of hospitals (one UKE file per hospital per claim month)."),
         start: str = typer.Option("2014-01", "--start", help="First simulated 診療年月, YYYY-MM."),
         months: int = typer.Option(96, "--months", help="Number of simulated months."),
         seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical output."),
         profile: str = typer.Option("hospital", "--profile", help="Population: census | employer | hospital."),
-        era_dates: bool = typer.Option(False, "--era-dates", help="Write era-coded dates (GYYMM / GYYMMDD) instead of Gregorian."),
+        era_dates: bool = typer.Option(False, "--era-dates",
+                                       help="Write era-coded dates (GYYMM / GYYMMDD) instead of Gregorian."),
         overwrite: bool = typer.Option(
             False, "--overwrite",
             help="Replace an earlier synth in --out (only the files it wrote; never a folder claimsfm "

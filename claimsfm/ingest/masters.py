@@ -16,6 +16,7 @@ MASTERS = {  # file -> (MEDS prefix, parent prefix, code width)
     "diseases.csv": ("JPDX//", "ICD10//", 7),
     "drugs.csv": ("JPDRUG//", "YJ//", 9),
     "procedures.csv": ("JPPROC//", "KUBUN//", 9),
+    "devices.csv": ("JPDEVICE//", "DEVICE_CLASS//", 9),  # 特定器材: no public parent code; the class is the parent
 }
 HEADER = ["code", "name", "mapped_code", "class"]
 FIXED = {

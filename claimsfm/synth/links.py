@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from claimsfm.synth.diseases import D, INDEX, MODULES
+from claimsfm.synth.diseases import INDEX, MODULES, D
 
 NEVER = 10**6
 # Divides each linked module's multiplier so the population average stays near the calibrated base.
@@ -60,18 +60,21 @@ def link_multipliers(dx, last_disp, run_start, birth_year, age, m) -> np.ndarray
     athero = htn.astype(int) + t2d + _has(dx, "ckd") + _has(dx, "angina") + _has(dx, "pad") + _has(dx, "ami")
     tia = _since(dx, m, "tia")   # recency: a TIA in the last 3 months matters far more than an old one
     out[:, INDEX["stroke"]] = (np.where(af, np.where(anticoag, 1.3, 6.0), 1.0) * 1.5 ** chads * 1.4 ** athero
-                               * np.where(statin, 0.75, 1.0) * np.where(untreated, 1.8, 1.0) * np.where(tia <= 3, 300.0, np.where(tia <= 12, 20.0, np.where(tia < NEVER, 1.5, 1.0))))
+                               * np.where(statin, 0.75, 1.0) * np.where(untreated, 1.8, 1.0)
+                               * np.where(tia <= 3, 300.0, np.where(tia <= 12, 20.0, np.where(tia < NEVER, 1.5, 1.0))))
     out[:, INDEX["tia"]] = 1.4 ** athero * np.where(af, 2.0, 1.0)
-    out[:, INDEX["ami"]] = np.where(statin, 0.7, 1.0) * np.where(t2d, 1.8, 1.0) * np.where(htn, 1.4, 1.0) * np.where(dys, 1.4, 1.0)
+    out[:, INDEX["ami"]] = (np.where(statin, 0.7, 1.0) * np.where(t2d, 1.8, 1.0) * np.where(htn, 1.4, 1.0)
+                            * np.where(dys, 1.4, 1.0))
     # AMI -> HF: recent matters more than remote
     ami_since = _since(dx, m, "ami")
     out[:, INDEX["hf"]] = (np.where(ami_since < NEVER, 2 + 6 * np.exp(-ami_since / 12.0), 1.0) * np.where(af, 3.0, 1.0)
-                           * np.where(htn, 1.5, 1.0) * np.where(_has(dx, "ckd"), 1.5, 1.0) * np.where(_has(dx, "angina"), 1.5, 1.0))
+                           * np.where(htn, 1.5, 1.0) * np.where(_has(dx, "ckd"), 1.5, 1.0)
+                           * np.where(_has(dx, "angina"), 1.5, 1.0))
     # AF: HTN duration, a recent HF diagnosis (more than a remote one), obesity
     yrs_htn = np.minimum(_since(dx, m, "htn") / 12.0, 20.0)
     hf_since = _since(dx, m, "hf")
-    out[:, INDEX["af"]] = (np.where(hf, 1.5 + 4 * np.exp(-hf_since / 12.0), 1.0) * np.where(htn, 1 + 0.08 * yrs_htn, 1.0)
-                           * np.where(_has(dx, "obesity"), 1.6, 1.0))
+    out[:, INDEX["af"]] = (np.where(hf, 1.5 + 4 * np.exp(-hf_since / 12.0), 1.0)
+                           * np.where(htn, 1 + 0.08 * yrs_htn, 1.0) * np.where(_has(dx, "obesity"), 1.6, 1.0))
     # Dementia: midlife onset of T2D / HTN, stroke ever, prodrome of new insomnia or depression
     dx_age = lambda k: (dx[:, INDEX[k]] // 12) - birth_year  # noqa: E731
     midlife = lambda k: _has(dx, k) & (dx_age(k) < 65)  # noqa: E731

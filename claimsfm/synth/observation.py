@@ -116,7 +116,8 @@ def drug_units(drugs: tuple, day: int, count: int) -> list:
     for k in range(0, len(drugs), 2):
         unit = drugs[k:k + 2]
         pts = sum(DRUG_POINTS[i] for i in unit)
-        units.append(unit_lines(tuple(("IY", "21" if j == 0 else "", DRUG_CODES[i], "1", pts if j == len(unit) - 1 else None,
+        units.append(unit_lines(tuple(("IY", "21" if j == 0 else "", DRUG_CODES[i], "1",
+                                       pts if j == len(unit) - 1 else None,
                                        ((day, count),)) for j, i in enumerate(unit))))
     return units
 
@@ -152,7 +153,8 @@ def month_receipts(sim, m: int, out: dict, background=None) -> dict:
         h, day1, stay = rows["hosp"][j], rows["day1"][j], rows["stay"][j]
         hosp = sim.hosp[h]
         dx = rows["dx"][j]
-        sy = sy_lines(dx, rows["dx_day"][j], chronic[j], episodes[j], suspects[j], hosp, m, first + day1 - 1, rows["dying"][j])
+        sy = sy_lines(dx, rows["dx_day"][j], chronic[j], episodes[j], suspects[j], hosp, m, first + day1 - 1,
+                      rows["dying"][j])
         if u[j][5] < hosp.receipt_dx_rate:
             lipid_panel = not stay and max(dx) >= 0 and u[j][2] < 0.5    # the blood_chem draw below
             sy += receipt_diagnoses(dx, drugs_of(drug_lists[j]), first + day1 - 1, lipid_panel)

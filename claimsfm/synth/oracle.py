@@ -134,17 +134,20 @@ class TruthCollector:
             t = np.concatenate([np.full(len(p[0]), p[1]) for p in parts]) if parts else np.zeros(0, np.int64)
             p_obs, se_obs, p_lat, se_lat = (np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
                                             for k in range(2, 6))
-            label = np.concatenate([self.labels(spec, d, drugs, p[0], p[1]) for p in parts]) if parts else np.zeros(0, bool)
+            label = (np.concatenate([self.labels(spec, d, drugs, p[0], p[1]) for p in parts]) if parts
+                     else np.zeros(0, bool))
             ptime = np.array([prediction_time(int(x)) for x in np.unique(t)], dtype="datetime64[us]")
             times = ptime[np.searchsorted(np.unique(t), t)] if len(t) else np.zeros(0, "datetime64[us]")
-            table = pa.table({"patient": pa.array(patient, pa.int64()), "prediction_time": pa.array(times, pa.timestamp("us")),
+            table = pa.table({"patient": pa.array(patient, pa.int64()),
+                              "prediction_time": pa.array(times, pa.timestamp("us")),
                               "p_observable": p_obs.astype(np.float64), "p_latent": p_lat.astype(np.float64),
                               "p_observable_se": se_obs.astype(np.float64), "p_latent_se": se_lat.astype(np.float64),
                               "label": pa.array(label, pa.bool_())})
             _write(table, folder / f"oracle_{spec.name}.parquet")
             prev = float(label.mean()) if len(label) else float("nan")
             stats[spec.name] = {"rows": int(len(label)), "positives": int(label.sum()), "prevalence": prev,
-                                "auprc_observable": average_precision(label, p_obs), "auprc_latent": average_precision(label, p_lat),
+                                "auprc_observable": average_precision(label, p_obs),
+                                "auprc_latent": average_precision(label, p_lat),
                                 "mean_p_observable": float(p_obs.mean()) if len(p_obs) else float("nan"),
                                 "expected_latent": float(p_lat.sum()), "expected_observable": float(p_obs.sum()),
                                 "z_latent": _z(label, p_lat), "z_observable": _z(label, p_obs),

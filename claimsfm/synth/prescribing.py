@@ -42,17 +42,23 @@ R = Regimen
 REGIMENS = {r.name: r for r in [
     R("t2d", ("t2d",), T2D_OPTIONS, (.48, .20, .11, .06, .03), -3.0, .008),
     R("t2d_addon", ("t2d",), T2D_OPTIONS, (.40, .25, .25, .06, .04), -3.6, .01, requires="t2d"),
-    R("htn", ("htn",), (("ccb", (("amlodipine",),)), ("arb", (ARB,)), ("arb_ccb", (("amlodipine",), ARB)), ("acei", (("enalapril",),))),
+    R("htn", ("htn",),
+      (("ccb", (("amlodipine",),)), ("arb", (ARB,)), ("arb_ccb", (("amlodipine",), ARB)), ("acei", (("enalapril",),))),
       (.45, .40, .10, .05), -2.5, .006),
-    R("dyslip", ("dyslip", "ami", "stroke"), (("statin", (("rosuvastatin", "pitavastatin", "atorvastatin"),)), ("ezetimibe", (("ezetimibe",),))),
+    R("dyslip", ("dyslip", "ami", "stroke"),
+      (("statin", (("rosuvastatin", "pitavastatin", "atorvastatin"),)), ("ezetimibe", (("ezetimibe",),))),
       (.89, .11), -3.4, .015),
-    R("af", ("af",), (("doac", (("apixaban", "edoxaban", "rivaroxaban"),)), ("warfarin", (("warfarin",),))), (.5, .5), -1.5, .015),
-    R("hf", ("hf",), (("loop_bb", (("furosemide",), ("carvedilol", "bisoprolol"))), ("arni", (("sacubitril",), ("bisoprolol",), ("spironolactone",)))),
+    R("af", ("af",), (("doac", (("apixaban", "edoxaban", "rivaroxaban"),)), ("warfarin", (("warfarin",),))), (.5, .5),
+      -1.5, .015),
+    R("hf", ("hf",),
+      (("loop_bb", (("furosemide",), ("carvedilol", "bisoprolol"))),
+       ("arni", (("sacubitril",), ("bisoprolol",), ("spironolactone",)))),
       (.8, .2), -0.5, .01),
     R("antiplatelet", ("ami", "stroke", "angina", "pad"), (("clopidogrel", (("clopidogrel",),)),), (1.0,), -1.0, .01),
     R("ckd45", ("ckd45",), (("ast120", (("ast120",),)),), (1.0,), -1.5, .02),
     R("dialysis", ("dialysis",), (("lanthanum", (("lanthanum",),)),), (1.0,), 0.0, .01),
-    R("dementia", ("dementia",), (("donepezil", (("donepezil",),)), ("memantine", (("memantine",),))), (.7, .3), -1.0, .015),
+    R("dementia", ("dementia",), (("donepezil", (("donepezil",),)), ("memantine", (("memantine",),))), (.7, .3), -1.0,
+      .015),
     R("hyperuric", ("hyperuric",), (("febuxostat", (("febuxostat",),)),), (1.0,), -2.0, .02),
     R("gerd", ("gerd",), (("vonoprazan", (("vonoprazan",),)),), (1.0,), -1.0, .04),
     R("osteoporosis", ("osteoporosis",), (("alendronate", (("alendronate",),)),), (1.0,), -2.0, .02),
@@ -62,7 +68,8 @@ NAMES = tuple(REGIMENS)
 RI = {k: i for i, k in enumerate(NAMES)}
 # Drug groups whose dispensing feeds links.py (index order = links.GROUPS)
 GROUP_DRUGS = {
-    "statin": ("atorvastatin", "rosuvastatin", "pitavastatin"), "dpp4i": ("sitagliptin", "linagliptin", "teneligliptin"),
+    "statin": ("atorvastatin", "rosuvastatin", "pitavastatin"),
+    "dpp4i": ("sitagliptin", "linagliptin", "teneligliptin"),
     "anticoag": ("apixaban", "edoxaban", "rivaroxaban", "warfarin"), "antihtn": ("amlodipine", "enalapril") + ARB,
     "sglt2i": ("dapagliflozin", "empagliflozin"),
 }
@@ -77,8 +84,8 @@ def start_probability(reg: Regimen, dx, m, age, intensity) -> np.ndarray:
     """P(start at a visit in month m), ignoring whether the patient is already on it.  (n,)"""
     last = latest_dx(dx, reg)
     since = m - last
-    logit = (reg.b - 2.0 + 1.0 * (since == 0) + 5.0 * ((since >= 1) & (since <= 3)) + 2.5 * ((since >= 4) & (since <= 12))
-             + np.log(intensity))
+    logit = (reg.b - 2.0 + 1.0 * (since == 0) + 5.0 * ((since >= 1) & (since <= 3))
+             + 2.5 * ((since >= 4) & (since <= 12)) + np.log(intensity))
     if reg.name == "af":
         chads = (age >= 75).astype(int) + (dx[:, INDEX["hf"]] >= 0) + (dx[:, INDEX["t2d"]] >= 0) \
             + (dx[:, INDEX["htn"]] >= 0) + 2 * (dx[:, INDEX["stroke"]] >= 0)

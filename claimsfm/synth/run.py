@@ -22,7 +22,7 @@ from claimsfm.synth.prescribing import REGIMENS, RI
 from claimsfm.synth.simulate import Simulation
 from claimsfm.synth.streams import patient_keys
 from claimsfm.synth.uke import fmt_month, write_file
-from claimsfm.tasks.spec import load_task, builtin_task_names, month_index
+from claimsfm.tasks.spec import builtin_task_names, load_task, month_index
 
 AGE_BANDS = ((20, 30), (30, 40), (40, 50), (50, 60), (60, 70), (70, 200))
 
@@ -133,7 +133,8 @@ def prevalence_table(sim, m) -> dict:
             for lo, hi in AGE_BANDS:
                 sel = sim.alive & (sim.pop.sex == sex) & (age >= lo) & (age < hi)
                 has = (sim.onset[sel, d] >= 0) & (sim.onset[sel, d] <= m)
-                rows[f"{label}{lo}-{hi if hi < 200 else ''}"] = {"n": int(sel.sum()), "prevalence": float(has.mean()) if sel.any() else None}
+                rows[f"{label}{lo}-{hi if hi < 200 else ''}"] = {"n": int(sel.sum()),
+                                                                 "prevalence": float(has.mean()) if sel.any() else None}
         out[module] = rows
     return out
 
@@ -150,8 +151,10 @@ def calibration_stats(sim, m) -> dict:
     return {
         "dementia_65plus": float(has("dementia")[old].mean()) if old.any() else None,        # target 12.3%
         "af_40_74": float(has("af")[mid].mean()) if mid.any() else None,                     # target ~2%
-        "ckd_coded_share": float(coded("ckd")[alive & has("ckd")].mean()) if (alive & has("ckd")).any() else None,  # 23%
-        "af_anticoagulation": {"n": int(af.sum()), **{n: float((opt[af] == i).mean()) if af.any() else None for i, n in enumerate(names)},
+        # 23%
+        "ckd_coded_share": float(coded("ckd")[alive & has("ckd")].mean()) if (alive & has("ckd")).any() else None,
+        "af_anticoagulation": {"n": int(af.sum()),
+                               **{n: float((opt[af] == i).mean()) if af.any() else None for i, n in enumerate(names)},
                                "none": float((opt[af] < 0).mean()) if af.any() else None},
         "on_dialysis": int((alive & coded("dialysis")).sum()),
     }
@@ -170,12 +173,14 @@ def _summary(cfg, sim, start, last, initial, counts, oracle, seconds) -> dict:
         "prevalence_start": initial,
         "prevalence_end": prevalence_table(sim, last),
         "calibration_end": calibration_stats(sim, last),
-        "first_line_t2d": {"starts": int(first_line.sum()), "shares": {n: int(c) / total for n, c in zip(names, first_line)}},
+        "first_line_t2d": {"starts": int(first_line.sum()),
+                           "shares": {n: int(c) / total for n, c in zip(names, first_line)}},
         "tasks": oracle,
         "seconds": seconds,
-        "truth_keys": ("truth/keys.parquet maps the generator's `patient` to each (facility_code, chart_no) it visited and to "
-                       "its one insurer identity (insurer_no, card_symbol, card_number, birth_date, sex), as written in the "
-                       "UKE RE/HO records; `claimsfm ingest` re-keys truth/ by subject_id with the same salt and link mode"),
+        "truth_keys": ("truth/keys.parquet maps the generator's `patient` to each (facility_code, chart_no) it "
+                       "visited and to its one insurer identity (insurer_no, card_symbol, card_number, birth_date, "
+                       "sex), as written in the UKE RE/HO records; `claimsfm ingest` re-keys truth/ by subject_id "
+                       "with the same salt and link mode"),
         "oracle_method": ORACLE_METHOD,
         "month_span": [fmt_month(start, False), fmt_month(last, False)],
     }

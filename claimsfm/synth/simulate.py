@@ -12,9 +12,17 @@ import datetime as dt
 import numpy as np
 
 from claimsfm.synth import links
-from claimsfm.synth.diseases import D, INDEX, MODULES, Z_PRIOR, Z_VALUES, base_hazards, cum_hazard, onset_age
+from claimsfm.synth.diseases import INDEX, MODULES, Z_PRIOR, Z_VALUES, D, base_hazards, cum_hazard, onset_age
 from claimsfm.synth.masters import DRUG_INDEX
-from claimsfm.synth.prescribing import GROUP_DRUGS, NAMES, REGIMENS, RI, ingredient_weights, option_weights, start_probability
+from claimsfm.synth.prescribing import (
+    GROUP_DRUGS,
+    NAMES,
+    REGIMENS,
+    RI,
+    ingredient_weights,
+    option_weights,
+    start_probability,
+)
 from claimsfm.synth.streams import choice, uniform
 
 EPOCH = dt.date(1970, 1, 1)
@@ -150,7 +158,8 @@ class Simulation:
         for o, (_, slots) in enumerate(reg.options):
             sel = opt == o
             for s, slot in enumerate(slots):
-                k = choice(uniform(self.keys[idx[sel]], m, 450 + 5 * r + s), ingredient_weights(slot, dpref[sel], self.dx[idx[sel]]))
+                k = choice(uniform(self.keys[idx[sel]], m, 450 + 5 * r + s),
+                           ingredient_weights(slot, dpref[sel], self.dx[idx[sel]]))
                 self.reg_drugs[idx[sel], r, s] = [DRUG_INDEX[slot[j]] for j in k]
 
     # ---- one month -------------------------------------------------------------------------

@@ -149,7 +149,8 @@ def load_task(name_or_path: str) -> TaskSpec:
     entry = _builtin_dir() / f"{name_or_path}.toml"
     if not entry.is_file():
         known = ", ".join(builtin_task_names())
-        raise ClaimsfmError(f"unknown task '{name_or_path}'; known tasks: {known} (or groups: all, disease, medication)")
+        raise ClaimsfmError(f"unknown task '{name_or_path}'; known tasks: {known} "
+                            "(or groups: all, disease, medication)")
     return parse_task(entry.read_text(encoding="utf-8"), f"claimsfm/tasks/builtin/{name_or_path}.toml")
 
 

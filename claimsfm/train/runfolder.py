@@ -44,6 +44,8 @@ def inspect(run_dir: Path, settings: dict, resume: bool) -> Status:
     config = run_dir / "config.json"
     if config.is_file():
         old = read_json(config).get("settings", {})
+        if not isinstance(old, dict):
+            raise ClaimsfmError(f"{config}: 'settings' is not an object; the run folder is damaged")
         diff = _differences(_normal(old), _normal(settings))
         if diff:
             raise ClaimsfmError(

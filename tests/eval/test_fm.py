@@ -31,9 +31,8 @@ def setup(tmp_path_factory):
 
 def _run(root, out, mode, baselines=(), features="cls+mean+last"):
     cfg = EvalConfig(data=str(root), task="statin_any_use,t2dm", params="tiny", runs=str(root / "runs"),
-                     baselines=baselines, mode=mode, features=features, out=str(out), n_boot=100, epochs=2, max_train=400,
-                     max_eval=200, batch_tokens=1024,
-                     quiet=True)
+                     baselines=baselines, mode=mode, features=features, out=str(out), n_boot=100, epochs=2,
+                     max_train=400, max_eval=200, batch_tokens=1024, quiet=True)
     return run(cfg)
 
 

@@ -15,7 +15,10 @@ def random_table(n=20000, seed=0):
 
 def test_sorted_equals_full_lexsort():
     t = random_table()
-    rank = lambda names: np.argsort(np.argsort(np.asarray(names, dtype=object)))
+
+    def rank(names):
+        return np.argsort(np.argsort(np.asarray(names, dtype=object)))
+
     fac = np.where(t.facility >= 0, rank(t.facility_names)[np.maximum(t.facility, 0)], -1)
     value = np.where(np.isnan(t.value), -np.inf, t.value)
     ref = t.take(np.lexsort((t.dx_start_us, value, t.suspected, fac, rank(t.code_names)[t.code], t.time_us, t.subject)))

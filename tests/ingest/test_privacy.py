@@ -77,11 +77,13 @@ def test_salt_sources_change_ids(cli, tmp_path):
         "env_same": (),
         "env_other": (),
     }
-    envs = {"file": {"CLAIMSFM_SALT": "zzz"}, "env_same": {"CLAIMSFM_SALT": "abc"}, "env_other": {"CLAIMSFM_SALT": "xyz"}}
+    envs = {"file": {"CLAIMSFM_SALT": "zzz"}, "env_same": {"CLAIMSFM_SALT": "abc"},
+            "env_other": {"CLAIMSFM_SALT": "xyz"}}
     ids = {}
     for name, extra in runs.items():
         out = tmp_path / name
-        assert cli("ingest", FIXTURES / "good", "--out", out, *extra, "--min-count", "1", env=envs[name]).returncode == 0
+        assert cli("ingest", FIXTURES / "good", "--out", out, *extra, "--min-count", "1",
+                   env=envs[name]).returncode == 0
         assert not (out / "salt").exists()
         ids[name] = sorted(pq.read_table(out / "metadata" / "subject_splits.parquet").column("subject_id").to_pylist())
     assert ids["file"] == ids["env_same"] != ids["env_other"]

@@ -2,7 +2,6 @@
 import datetime as dt
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -117,7 +116,8 @@ def test_masters_fill_codes(tmp_path):
     masters = tmp_path / "masters"
     masters.mkdir()
     (masters / "diseases.csv").write_text("code,name,mapped_code,class\n8830052,2型糖尿病,E119,E11\n", encoding="utf-8")
-    (masters / "drugs.csv").write_text("code,name,mapped_code,class\n620000001,シタグリプチン,3969010,3969\n", encoding="utf-8")
+    (masters / "drugs.csv").write_text("code,name,mapped_code,class\n620000001,シタグリプチン,3969010,3969\n",
+                                       encoding="utf-8")
     out, _, _ = ingest(tmp_path, masters=masters)
     codes = {r["code"]: r for r in pq.read_table(out / "metadata" / "codes.parquet").to_pylist()}
     assert codes["JPDX//8830052"]["parent_codes"] == ["ICD10//E119", "ICD10//E11"]

@@ -33,7 +33,8 @@ def make_synth(root: Path) -> Path:
     })
     pq.write_table(keys, truth / "keys.parquet")
     t = dt.datetime(2024, 5, 31, 23, 59, 59)
-    pq.write_table(pa.table({"patient": pa.array([0, 1], pa.int64()), "prediction_time": pa.array([t, t], pa.timestamp("us")),
+    pq.write_table(pa.table({"patient": pa.array([0, 1], pa.int64()),
+                             "prediction_time": pa.array([t, t], pa.timestamp("us")),
                              "p_observable": [0.1, 0.2], "p_latent": [0.3, 0.4], "label": [True, False]}),
                    truth / "oracle_t2dm.parquet")
     pq.write_table(pa.table({"patient": pa.array([0, 1, 1], pa.int64()), "month": [1, 2, 3], "module": ["a", "b", "c"],

@@ -69,6 +69,7 @@ def test_output_schema_metadata_and_source(ingested):
     assert set(np.unique(suspected)) == {0, 1}
 
 
+@pytest.mark.slow  # ~1 s alone, but 20-40 s measured on a busy 2-core machine
 def test_meds_reader_converts_and_verifies(ingested, tmp_path):
     convert = need_tool("meds_reader_convert", "meds-reader")
     verify = need_tool("meds_reader_verify", "meds-reader")

@@ -124,7 +124,8 @@ def test_triton_backend_matches_sdpa_in_the_interpreter():
 
     pytest.importorskip("triton")
     env = {**os.environ, "TRITON_INTERPRET": "1"}
-    out = subprocess.run([sys.executable, "-P", "-c", _TRITON_CHECK], capture_output=True, text=True, env=env, timeout=300)
+    out = subprocess.run([sys.executable, "-P", "-c", _TRITON_CHECK], capture_output=True, text=True, env=env,
+                         timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == "ok"
 

@@ -1,5 +1,5 @@
 """A tiny real pipeline built once per module (synth -> ingest -> a 2-step pretraining run) for the hostile
-tests to break copies of (about 6 s on 2 cores)."""
+tests to break copies of (about 10 s on 2 idle cores)."""
 import pytest
 
 SYNTH = ["--patients", "400", "--hospitals", "3", "--months", "60", "--seed", "3", "--quiet"]

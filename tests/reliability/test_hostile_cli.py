@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from claimsfm.outdir import MARKER
+
 pytest.importorskip("torch")
 pytest.importorskip("lightgbm")
 
@@ -242,6 +244,9 @@ CASES = [
     ("pretrain-rerun-config-not-json", lambda sb, w, mp: [
         "pretrain", "--data", w["data"], "--out", _run_copy(w, sb, lambda r: (r / "config.json").write_text("{")),
         *w["pretrain"]], "config.json"),
+    ("pretrain-rerun-settings-a-list", lambda sb, w, mp: [
+        "pretrain", "--data", w["data"], "--out", _run_copy(w, sb, lambda r: (r / "config.json").write_text(
+            '{"settings": [1]}')), *w["pretrain"]], "config.json"),
     ("pretrain-rerun-summary-a-list", lambda sb, w, mp: [
         "pretrain", "--data", w["data"], "--out", _run_copy(w, sb, lambda r: (r / "summary.json").write_text("[]")),
         *w["pretrain"]], "summary.json"),
@@ -323,6 +328,26 @@ CASES = [
         sb / "results.json", '{"schema": 2, "scales": {"demo-S": 5}, "tasks": {}}'), "--out", sb / "out"], "demo-S"),
     ("report-out-under-file", lambda sb, w, mp: ["report", _write(sb / "r" / "results.json", MINIMAL_RESULTS),
                                                  "--out", _regular_file(sb)], "plain"),
+    # --- the output-folder policy and input checks (claimsfm.outdir, ingest): inputs and user files survive ---
+    ("ingest-out-is-the-input", lambda sb, w, mp: ["ingest", w["synth"], "--out", w["synth"], "--overwrite"],
+     "--out"),
+    ("ingest-out-is-the-inputs-parent", lambda sb, w, mp: ["ingest", w["synth"] / "uke", "--out", w["synth"],
+                                                           "--overwrite"], "--out"),
+    ("ingest-out-inside-the-input", lambda sb, w, mp: ["ingest", w["synth"], "--out", w["synth"] / "inner"],
+     "--out"),
+    ("synth-overwrite-a-users-folder", lambda sb, w, mp: ["synth", "--out", _users_folder(sb), "--overwrite",
+                                                          "--patients", "5"], "did not write"),
+    ("ingest-overwrite-a-users-folder", lambda sb, w, mp: ["ingest", w["synth"], "--out", _users_folder(sb),
+                                                           "--overwrite"], "did not write"),
+    ("report-into-a-users-folder", lambda sb, w, mp: ["report", _write(sb / "results.json", MINIMAL_RESULTS),
+                                                      "--out", _users_folder(sb)], "did not write"),
+    ("evaluate-out-is-the-data", lambda sb, w, mp: [*_eval(w, sb)[:-2], "--out", w["data"]], "--out"),
+    ("pretrain-out-inside-the-data", lambda sb, w, mp: ["pretrain", "--data", w["data"], "--out",
+                                                        w["data"] / "run", *w["pretrain"]], "--out"),
+    ("ingest-csv-header-only", lambda sb, w, mp: ["ingest", _write(sb / "h.csv", "subject_id,time,code\n"),
+                                                  "--format", "csv", "--out", sb / "out"], "h.csv"),
+    ("ingest-meds-integer-time", lambda sb, w, mp: ["ingest", _meds_integer_time(sb), "--format", "meds",
+                                                    "--out", sb / "out"], "time"),
     # --- demo ------------------------------------------------------------------------------------------------
     ("demo-patients-negative", lambda sb, w, mp: ["demo", "--out", sb / "out", "--patients", "-1"], "--patients"),
     ("demo-tokens-zero", lambda sb, w, mp: ["demo", "--out", sb / "out", "--tokens", "0"], "--tokens"),
@@ -339,6 +364,23 @@ def _write(path, content) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
     return path
+
+
+def _users_folder(sb) -> Path:
+    """A folder holding only a file of the user's: no command may write into it or delete it."""
+    return _write(sb / "mine" / "notes.txt", "my notes\n").parent
+
+
+def _meds_integer_time(sb) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (sb / "meds" / "data" / "train").mkdir(parents=True)
+    pq.write_table(pa.table({"subject_id": pa.array([1, 1], pa.int64()),
+                             "time": pa.array([1_600_000_000_000_000, 1_700_000_000_000_000], pa.int64()),
+                             "code": ["A", "B"], "numeric_value": pa.array([None, None], pa.float32())}),
+                   sb / "meds" / "data" / "train" / "0.parquet")
+    return sb / "meds"
 
 
 def _mkdir(path) -> Path:
@@ -367,10 +409,13 @@ def _masters_cp932(w, sb) -> Path:
 
 
 def _outside(before: dict, after: dict, out) -> list[str]:
-    """Paths that appeared, vanished or changed, other than `out` and what lies under it."""
+    """Paths that changed, other than new entries inside `out` and claimsfm's own marker there: a failed command
+    may leave its new files (a diverged run keeps its checkpoints), but never deletes or alters one that was
+    there before."""
     changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
     if out is not None:
-        changed = {p for p in changed if p != out and not p.startswith(out + "/")}
+        inside = {p for p in changed if p == out or p.startswith(out + "/")}
+        changed -= {p for p in inside if p not in before or p == f"{out}/{MARKER}"}
     return sorted(changed)
 
 

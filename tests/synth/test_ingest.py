@@ -40,8 +40,10 @@ def test_engine_labels_equal_truth_labels(ingested):
     store = open_store(dest)
     for name in builtin_task_names():
         c = build_cohort(store, load_task(name))
-        engine = dict(zip(zip(c.subject_id.tolist(), c.prediction_time.astype("datetime64[us]").astype(np.int64).tolist()), c.label.tolist()))
+        engine = dict(zip(zip(c.subject_id.tolist(),
+                              c.prediction_time.astype("datetime64[us]").astype(np.int64).tolist()), c.label.tolist()))
         t = pq.read_table(dest / "truth" / f"oracle_{name}.parquet")
         times = t.column("prediction_time").to_numpy().astype("datetime64[us]").astype(np.int64)
-        truth = dict(zip(zip(t.column("subject_id").to_numpy().tolist(), times.tolist()), t.column("label").to_numpy().tolist()))
+        truth = dict(zip(zip(t.column("subject_id").to_numpy().tolist(), times.tolist()),
+                         t.column("label").to_numpy().tolist()))
         assert engine == truth, name

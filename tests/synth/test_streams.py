@@ -58,7 +58,7 @@ def test_cli_writes_a_cohort(tmp_path):
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "c" / "synth.json").read_text())
     assert summary["parameters"]["profile"] == "employer" and summary["counts"]["receipts"] > 0
-    assert sorted(p.name for p in (tmp_path / "c" / "masters").iterdir()) == ["devices.csv", "diseases.csv", "drugs.csv",
-                                                                                "procedures.csv"]
+    assert sorted(p.name for p in (tmp_path / "c" / "masters").iterdir()) == ["devices.csv", "diseases.csv",
+                                                                                "drugs.csv", "procedures.csv"]
     again = _cli("--out", "c", "--patients", "120", cwd=tmp_path)
     assert again.returncode == 2 and "--overwrite" in again.stderr

@@ -22,7 +22,8 @@ def test_every_file_is_valid(cohort):
 
 
 def test_era_dates_are_valid(tmp_path):
-    run(SynthConfig(out=str(tmp_path / "e"), patients=150, hospitals=2, start="2019-02", months=6, seed=1, era_dates=True, progress=False))
+    run(SynthConfig(out=str(tmp_path / "e"), patients=150, hospitals=2, start="2019-02", months=6, seed=1,
+                    era_dates=True, progress=False))
     files = sorted((tmp_path / "e" / "uke").rglob("*.UKE"))
     texts = [f.read_bytes() for f in files]
     assert all(check_file(t) == [] for t in texts)

@@ -74,7 +74,8 @@ def run_python():
         full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
         args = [sys.executable, "-P", "-c", code]
         if not wait:
-            return subprocess.Popen(args, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            return subprocess.Popen(args, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True)
         return subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
     return _run

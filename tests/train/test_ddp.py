@@ -39,7 +39,7 @@ def test_two_rank_gloo_ends_with_identical_weights(store_dir, tmp_path, run_pyth
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for p, (stdout, stderr) in zip(procs, results):
+    for p, (_stdout, stderr) in zip(procs, results):
         assert p.returncode == 0, stderr[-3000:]
     assert [r[0].strip() for r in results] == ["summary", "none"]
     w0, w1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
