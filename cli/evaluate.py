@@ -18,24 +18,37 @@ def _baselines(value: str) -> tuple[str, ...]:
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate(
-        data: Path = typer.Option(..., "--data", help="Folder written by `claimsfm ingest` (holds store/, and truth/ for synthetic data)."),
+        data: Path = typer.Option(
+            ..., "--data",
+            help="Folder written by `claimsfm ingest` (holds store/, and truth/ for synthetic data)."),
         task: Optional[str] = typer.Option(
             None, "--task",
             help="medication | disease | all | <name>[,<name>...] of the built-in tasks (default: medication, "
                  "or none with --labels)."),
-        task_file: list[Path] = typer.Option([], "--task-file", help="Extra task file (TOML, design.md §3.5); repeatable."),
-        model: Optional[Path] = typer.Option(None, "--model", help="Pretraining run folder (runs/pretrain/<size>) to evaluate."),
-        params: Optional[str] = typer.Option(None, "--params", help="Size of the pretraining run to evaluate: finds <runs>/pretrain/<params>."),
-        runs: Path = typer.Option(Path("runs"), "--runs", help="Runs folder (pretraining runs are read from <runs>/pretrain/)."),
+        task_file: list[Path] = typer.Option(
+            [], "--task-file", help="Extra task file (TOML, design.md §3.5); repeatable."),
+        model: Optional[Path] = typer.Option(
+            None, "--model", help="Pretraining run folder (runs/pretrain/<size>) to evaluate."),
+        params: Optional[str] = typer.Option(
+            None, "--params", help="Size of the pretraining run to evaluate: finds <runs>/pretrain/<params>."),
+        runs: Path = typer.Option(
+            Path("runs"), "--runs", help="Runs folder (pretraining runs are read from <runs>/pretrain/)."),
         baselines: str = typer.Option(BASELINES[0], "--baselines",
                                       help=f"{', '.join(BASELINES)} (comma list) or none."),
         mode: str = typer.Option(MODES[0], "--mode", help=" | ".join(MODES) + ": full fine-tuning (one encoder per "
                                  "task group) | frozen encoder + logistic regression."),
-        features: str = typer.Option("cls+mean+last", "--features", help="Pooled vector the FM head reads, from one forward pass: cls | cls+mean (+ mean over code tokens) | cls+mean+last (+ mean over the last visit's codes) | cls+mean+last+recent (+ means over the codes of the last 3 and 12 months)."),
+        features: str = typer.Option(
+            "cls+mean+last", "--features",
+            help="Pooled vector the FM head reads, from one forward pass: cls | cls+mean (+ mean over code tokens) | "
+                 "cls+mean+last (+ mean over the last visit's codes) | "
+                 "cls+mean+last+recent (+ means over the codes of the last 3 and 12 months)."),
         out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <runs>/eval/<task>)."),
-        max_len: Optional[int] = typer.Option(None, "--max-len", help="Tokens per input sequence (default: the checkpoint's max_len)."),
-        max_train: Optional[int] = typer.Option(None, "--max-train", help="Cap on train-split prediction samples per task (seeded subsample)."),
-        max_eval: Optional[int] = typer.Option(None, "--max-eval", help="Cap on tuning and held-out samples per task (seeded subsample)."),
+        max_len: Optional[int] = typer.Option(
+            None, "--max-len", help="Tokens per input sequence (default: the checkpoint's max_len)."),
+        max_train: Optional[int] = typer.Option(
+            None, "--max-train", help="Cap on train-split prediction samples per task (seeded subsample)."),
+        max_eval: Optional[int] = typer.Option(
+            None, "--max-eval", help="Cap on tuning and held-out samples per task (seeded subsample)."),
         epochs: int = typer.Option(3, "--epochs", help="Fine-tuning epochs (early stopping on tuning AUPRC)."),
         batch_tokens: int = typer.Option(8192, "--batch-tokens", help="Tokens per packed batch."),
         n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples over patients for the 95% CIs."),

@@ -189,7 +189,8 @@ def score_task(cohort, preds: dict, data_dir, cfg: EvalConfig) -> dict:
     if oracle is not None:
         p_obs, p_lat, o_label, matched = oracle
         entry["cohort"]["oracle_matched"] = int(matched.sum())
-        entry["cohort"]["oracle_label_agreement"] = float(np.mean(o_label[matched] == y[matched])) if matched.any() else None
+        entry["cohort"]["oracle_label_agreement"] = (
+            float(np.mean(o_label[matched] == y[matched])) if matched.any() else None)
         if matched.any() and y[matched].any() and note is None:
             for name, p in (("oracle_observable", p_obs), ("oracle_latent", p_lat)):
                 entry["oracle"][name] = summarize(y[matched], p[matched], groups[matched], cfg.n_boot, cfg.seed)

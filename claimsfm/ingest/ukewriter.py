@@ -61,7 +61,9 @@ def _receipt(rng, n, p, y, mo, ndays, era) -> list[str]:
         kind = rng.random()
         days = _days(rng, ndays, rng.randint(1, 3))
         if kind < 0.5:
-            lines.append(f"SI,{rng.choice(['12', '60', '13', '40'])},1,1{rng.randint(10000000, 10000300)},,{rng.randint(1, 500)},1,,,,,,," + ",".join(days))
+            act = rng.choice(['12', '60', '13', '40'])
+            lines.append(f"SI,{act},1,1{rng.randint(10000000, 10000300)},,{rng.randint(1, 500)},1,,,,,,,"
+                         + ",".join(days))
         elif kind < 0.9:
             lines.append(f"IY,21,1,6{rng.randint(20000000, 20000500)},1,{rng.randint(1, 90)},7,,,,,,," + ",".join(days))
         else:

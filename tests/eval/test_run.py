@@ -26,7 +26,8 @@ def data(tmp_path_factory):
     rng = np.random.default_rng(0)
     p = np.clip(c.label * 0.8 + rng.random(len(c)) * 0.3, 0, 1)
     (root / "truth").mkdir()
-    pq.write_table(pa.table({"subject_id": c.subject_id, "prediction_time": pa.array(c.prediction_time, pa.timestamp("us")),
+    pq.write_table(pa.table({"subject_id": c.subject_id,
+                             "prediction_time": pa.array(c.prediction_time, pa.timestamp("us")),
                              "p_observable": p, "p_latent": np.clip(p + 0.05, 0, 1), "label": c.label}),
                    root / "truth" / "oracle_statin_any_use.parquet")
     return root

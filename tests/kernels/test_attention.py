@@ -61,7 +61,7 @@ def _compare(kernel, lengths, n_head, head_dim, dtype, device, blocks=(32, 16), 
     for name, a, b in zip(("out", "dq", "dk", "dv"), got, want):
         assert a.dtype == dtype and a.shape == b.shape, name
         atol, rtol = TOL[dtype][0 if name == "out" else 1]
-        torch.testing.assert_close(a.float(), b.float(), atol=atol, rtol=rtol, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(a.float(), b.float(), atol=atol, rtol=rtol, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def _mix(seed, n, high):
@@ -189,7 +189,7 @@ def test_gpu_autotuned(kernel):
     want = _fwd_bwd(varlen_attention_ref, q, k, v, do, cu, max(lengths))
     for name, a, b in zip(("out", "dq", "dk", "dv"), got, want):
         atol, rtol = TOL[torch.bfloat16][0 if name == "out" else 1]
-        torch.testing.assert_close(a.float(), b.float(), atol=atol, rtol=rtol, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(a.float(), b.float(), atol=atol, rtol=rtol, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def _claims_lengths(seed):
