@@ -84,9 +84,9 @@ def _ingest(config: DemoConfig, synth: Path, data: Path) -> None:
     if (data / "store" / "format.json").is_file():
         print(f"[demo] ingest: reusing {data}")
         return
-    from claimsfm.io import write_bytes
     from claimsfm.ingest.pipeline import IngestConfig
     from claimsfm.ingest.pipeline import run as ingest_run
+    from claimsfm.io import write_bytes
 
     # A fixed salt keeps subject ids, and so the splits, identical across demo runs; the data is synthetic.
     from claimsfm.outdir import record
