@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from claimsfm import __version__
 from claimsfm.errors import ClaimsfmError, located
 from claimsfm.ingest.events import NO_TIME, EventTable
+from claimsfm.io import read_parquet
 from claimsfm.splits import SPLITS, split_codes
 
 MEDS_VERSION = "0.4.0"  # the MEDS version this writer follows, when the `meds` package is not installed
@@ -293,10 +294,7 @@ def read_splits(folders: list[Path]) -> Splits | None:
 
 
 def _read_split_file(path: Path) -> tuple[np.ndarray, np.ndarray, Path]:
-    try:
-        t = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise located(path, None, f"not a readable parquet file ({exc})") from None
+    t = read_parquet(path)
     for name in ("subject_id", "split"):
         if name not in t.column_names:
             raise located(path, None, f"missing column '{name}' (MEDS subject_splits: subject_id, split)")

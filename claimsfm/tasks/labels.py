@@ -16,6 +16,7 @@ import numpy as np
 
 from claimsfm.data.format import month_of_day
 from claimsfm.errors import ClaimsfmError, located
+from claimsfm.io import read_parquet
 from claimsfm.tasks.cohort import Cohort
 from claimsfm.tasks.spec import TaskSpec
 
@@ -59,12 +60,8 @@ def read_labels(path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
 def _read_label_file(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    try:
-        t = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise located(path, None, f"not a readable parquet file ({exc})") from None
+    t = read_parquet(path)
     missing = [c for c in LABEL_COLUMNS if c not in t.column_names]
     if missing:
         raise located(path, None, f"missing column(s) {', '.join(missing)}; a MEDS label table has "
