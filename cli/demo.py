@@ -5,7 +5,8 @@ from pathlib import Path
 
 import typer
 
-from claimsfm.sweep.demo import DEMO_MARGIN, DEMO_MIN_POSITIVES, DEMO_PATIENTS, DEMO_TOKENS
+from claimsfm.sweep.demo import DEMO_MARGIN, DEMO_MIN_POSITIVES, DEMO_MODE, DEMO_PATIENTS, DEMO_TOKENS
+from claimsfm.sweep.saturation import MARGIN_HELP
 
 
 def register(app: typer.Typer) -> None:
@@ -25,13 +26,12 @@ def register(app: typer.Typer) -> None:
             "all", "--tasks",
             help="all | disease | medication | comma list of built-in task names."),
         mode: str = typer.Option(
-            "probe", "--mode",
+            DEMO_MODE, "--mode",
             help="How each scale is adapted to the tasks: probe (logistic regression on frozen encoder features, the "
                  "10-minute default) | finetune (slower)."),
         margin: float = typer.Option(
             DEMO_MARGIN, "--margin",
-            help="Non-inferiority margin δ (AUPRC) of the saturation verdict: the smallest scale whose 95% CI of "
-                 "(scale − best) has its lower bound above −δ; otherwise best needed or unresolved."),
+            help=MARGIN_HELP),
         seed: int = typer.Option(0, "--seed", help="Seed of the cohort, pretraining and evaluation."),
     ) -> None:
         """Synthesize a cohort of Japanese claims (UKE), ingest it (--link-by insurer), sweep the `demo` ladder over

@@ -8,7 +8,7 @@ import typer
 
 from claimsfm.eval import MODES
 from claimsfm.sweep.run import DEFAULT_SCALES
-from claimsfm.sweep.saturation import DEFAULT_MARGIN
+from claimsfm.sweep.saturation import DEFAULT_MARGIN, MARGIN_HELP
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
@@ -61,9 +61,7 @@ def register(app: typer.Typer) -> None:
                  "chosen rows)."),
         margin: float = typer.Option(
             DEFAULT_MARGIN, "--margin",
-            help="Non-inferiority margin δ (AUPRC): the saturation scale is the smallest whose paired-bootstrap 95% "
-                 "CI of (scale − best) has its lower bound above −δ; a task with no such scale and an inconclusive "
-                 "one is reported unresolved, with no compute saving."),
+            help=MARGIN_HELP),
         mode: str = typer.Option(
             MODES[0], "--mode", help="How the FM is adapted to each task: " + " | ".join(MODES) + "."),
         max_len: int = typer.Option(

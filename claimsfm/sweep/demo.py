@@ -36,6 +36,7 @@ DEMO_EPOCHS = 1
 DEMO_N_BOOT = 1000
 DEMO_MIN_POSITIVES = 50  # held-out positives a task needs to enter the demo
 DEMO_MARGIN = DEFAULT_MARGIN
+DEMO_MODE = "probe"  # frozen encoder + logistic regression: what fits the 10-minute budget
 DEMO_SALT = b"claimsfm-demo-salt: synthetic data only\n"
 # The generator's background vocabulary has ~10,000 codes at the demo size, most seen a handful of times;
 # their embeddings alone would outgrow the 0.2M demo-S row. Codes seen fewer times than this in the train
@@ -50,7 +51,7 @@ class DemoConfig:
     patients: int = DEMO_PATIENTS
     seed: int = 0
     tasks: str = "all"
-    mode: str = "probe"
+    mode: str = DEMO_MODE
     tokens: int = DEMO_TOKENS
     margin: float = DEMO_MARGIN
     progress: bool = True

@@ -30,6 +30,9 @@ from claimsfm.errors import ClaimsfmError, check_number
 
 DEFAULT_MARGIN = 0.02  # AUPRC, absolute
 UNRESOLVED = "unresolved: more data or more resamples needed"
+MARGIN_HELP = ("Non-inferiority margin δ (AUPRC): the saturation scale is the smallest whose paired-bootstrap 95% "
+               "CI of (scale − best) has its lower bound above −δ; when every smaller scale is shown worse the "
+               "best is needed, otherwise the task is reported unresolved, with no compute saving.")
 
 
 def order_by_params(params: dict[str, int]) -> list[str]:
