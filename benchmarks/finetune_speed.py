@@ -7,7 +7,7 @@
    (claimsfm.eval.finetune.train_step on packed batches of medication samples, as `evaluate` builds
    them). Steps alternate between the two so that load from other processes hits both alike; the
    median of each is reported. Target (issue 18): fine-tuning >= 70% of pretraining tokens/s.
-3. `claimsfm evaluate --task medication --model RUN` in its default mode (fine-tuning), timed. Target:
+3. `claimsfm evaluate --task medication --model RUN` in its default mode (`claimsfm.eval.MODES[0]`), timed. Target:
    <= 300 s on the 2-core machine. The load average before and after is recorded: the machine is shared.
 
     nice -n 5 python benchmarks/finetune_speed.py [--patients 1200] [--steps 6] [--skip-evaluate]
@@ -144,7 +144,9 @@ def main():
         out = work / f"eval-{int(time.time())}"  # a fresh folder: evaluate refuses to overwrite
         wall = _cli("evaluate", "--data", prep["data"], "--task", "medication", "--model", prep["run"], "--out", out)
         metrics = json.loads((out / "metrics.json").read_text())
-        result["evaluate"] = {"command": "claimsfm evaluate --task medication --model RUN (default mode: finetune)",
+        from claimsfm.eval import MODES
+
+        result["evaluate"] = {"command": f"claimsfm evaluate --task medication --model RUN (default mode: {MODES[0]})",
                               "wall_s": round(wall, 1), "target_s": 300, "loadavg_before": load,
                               "loadavg_after": os.getloadavg(),
                               "auprc": {t: {m: round(v["auprc"], 3) for m, v in e["models"].items()}

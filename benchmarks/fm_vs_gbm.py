@@ -81,21 +81,26 @@ def time_switch_available() -> bool:
     return "time_inputs" in {f.name for f in dataclasses.fields(PretrainConfig)}
 
 
-def pretrain(args, data: Path, work: Path, size: str, time_inputs: bool) -> tuple[Path, dict]:
+# The pretraining variants: the main one (time inputs + the future-codes objective) at every size, and
+# for the larger size the ablations: time inputs off, the future-codes objective off (MLM only on whole
+# histories), and an untrained control (one optimizer step: what the head gets from a random encoder).
+VARIANTS = {"time": {}, "notime": {"time_inputs": False}, "nofuture": {"future_months": 0}, "init": {"steps": 1}}
+
+
+def pretrain(args, data: Path, work: Path, size: str, variant: str) -> tuple[Path, dict]:
     from claimsfm.train.pretrain import PretrainConfig
     from claimsfm.train.pretrain import run as pretrain_run
 
-    name = f"{size}-{'time' if time_inputs else 'notime'}"
+    name = f"{size}-{variant}"
     out = work / "runs" / "pretrain" / name
-    extra = {} if time_inputs and not time_switch_available() else {"time_inputs": time_inputs}
     _log(f"pretrain {name} on {args.tokens:,} tokens (max_len {args.max_len})")
     summary = pretrain_run(PretrainConfig(data=str(data), params=size, out=str(out), runs=str(work / "runs"),
                                           tokens=args.tokens, max_len=args.max_len, seed=args.seed,
-                                          progress=False, **extra))
+                                          progress=False, **VARIANTS[variant]))
     return out, summary
 
 
-def evaluate(args, data: Path, work: Path, name: str, model: Path | None, mode: str) -> Path:
+def evaluate(args, data: Path, work: Path, name: str, model: Path | None, mode: str, task: str = "all") -> Path:
     """One evaluation folder (metrics.json + predictions/), reused when its settings match."""
     from claimsfm.eval.run import EvalConfig
     from claimsfm.eval.run import run as evaluate_run
@@ -103,13 +108,13 @@ def evaluate(args, data: Path, work: Path, name: str, model: Path | None, mode: 
     out = work / "eval" / name
     settings = {"model": str(model) if model else None, "mode": mode, "max_len": args.max_len,
                 "max_train": args.max_train, "max_eval": args.max_eval, "epochs": args.epochs,
-                "n_boot": args.n_boot, "seed": args.seed}
+                "n_boot": args.n_boot, "seed": args.seed, "task": task}
     marker = work / "eval" / f"{name}.bench.json"
     if _reused(marker, settings, out / "metrics.json"):
         _log(f"evaluate {name}: reusing {out}")
         return out
-    _log(f"evaluate {name} (all built-in tasks)")
-    evaluate_run(EvalConfig(data=str(data), task="all", model=str(model) if model else None,
+    _log(f"evaluate {name} ({'all built-in tasks' if task == 'all' else task})")
+    evaluate_run(EvalConfig(data=str(data), task=task, model=str(model) if model else None,
                             baselines=() if model else ("lightgbm",), mode=mode, out=str(out),
                             max_len=args.max_len, max_train=args.max_train, max_eval=args.max_eval,
                             epochs=args.epochs, n_boot=args.n_boot, seed=args.seed, quiet=True))
@@ -211,9 +216,10 @@ def _first(ablation: dict, prefix: str) -> str:
 
 def markdown(result: dict) -> str:
     big = result["settings"]["sizes"][-1]
-    head = ["task", "held-out pos", "LightGBM", f"FM {big} fine-tune", f"FM {big} probe", "best FM",
+    modes = result["settings"]["modes"]
+    head = ["task", "held-out pos", "LightGBM", *[f"FM {big} {m}" for m in modes], "best FM",
             "best − LightGBM [95% CI]", "obs. oracle", "latent oracle", "headroom closed", "time on − off",
-            "fine-tune − probe"]
+            "future on − off", "pretrained − untrained", f"{modes[0]} − {modes[-1]}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for task, e in sorted(result["tasks"].items(), key=lambda kv: (kv[1]["kind"], kv[0])):
         if not e.get("best_fm"):
@@ -222,13 +228,13 @@ def markdown(result: dict) -> str:
             continue
         m, o = e["models"], e["oracle"]
         cells = [task, str(e["held_out_positives"]), _f(m["lightgbm"]["auprc"]),
-                 _f((m.get(f"{big}-time-finetune") or {}).get("auprc")),
-                 _f((m.get(f"{big}-time-probe") or {}).get("auprc")),
+                 *[_f((m.get(f"{big}-time-{mode}") or {}).get("auprc")) for mode in modes],
                  f"{_f(m[e['best_fm']]['auprc'])} ({e['best_fm'].replace('-time', '')})",
                  _ci(e["versus_lightgbm"].get(e["best_fm"])),
                  _f((o.get("oracle_observable") or {}).get("auprc")), _f((o.get("oracle_latent") or {}).get("auprc")),
                  _f(e.get("headroom_closed"), ".2f"), _first(e["ablation"], "time inputs"),
-                 _first(e["ablation"], "fine-tune")]
+                 _first(e["ablation"], "future-codes"), _first(e["ablation"], "pretraining"),
+                 _first(e["ablation"], "mode")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -244,10 +250,12 @@ def parse_args(argv=None):
     ap.add_argument("--max-train", type=int, default=20_000, help="train rows per task (seeded subsample)")
     ap.add_argument("--max-eval", type=int, default=None, help="tuning / held-out rows per task (default: all)")
     ap.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs")
-    ap.add_argument("--modes", default="probe,finetune")
+    ap.add_argument("--modes", default="attend,probe", help="adaptation modes; the first is the ablations' mode")
     ap.add_argument("--finetune-runs", default="all",
                     help="pretraining runs fine-tuned, e.g. demo-L-time (default all; fine-tuning is the costly part)")
-    ap.add_argument("--no-ablation", action="store_true", help="skip the time-inputs-off pretraining")
+    ap.add_argument("--no-ablation", action="store_true", help="skip the ablation pretraining runs")
+    ap.add_argument("--ablation-min-positives", type=int, default=50,
+                    help="ablation runs are evaluated on the tasks with at least this many held-out positives")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--budget-s", type=float, default=None,
                     help="start no evaluation after this many seconds from the start (a loaded machine)")
@@ -267,50 +275,50 @@ def main(argv=None) -> dict:
     load0 = os.getloadavg()
     data = synth_and_ingest(args, work)
     timings["synth+ingest"] = time.perf_counter() - t0
-    runs = {f"{s}-time": (s, True) for s in sizes}
+    runs = {f"{s}-time": (s, "time") for s in sizes}
     ablation_note = None
     if args.no_ablation:
         ablation_note = "skipped (--no-ablation)"
-    elif not time_switch_available():
-        ablation_note = "not available: this claimsfm has no time_inputs switch on PretrainConfig"
     else:
-        runs[f"{sizes[-1]}-notime"] = (sizes[-1], False)
+        runs.update({f"{sizes[-1]}-{v}": (sizes[-1], v) for v in VARIANTS if v != "time"})
     pretrained = {}
-    for name, (size, on) in runs.items():
+    for name, (size, variant) in runs.items():
         t = time.perf_counter()
-        folder, summary = pretrain(args, data, work, size, on)
+        folder, summary = pretrain(args, data, work, size, variant)
         pretrained[name] = {"dir": folder, **{k: summary.get(k) for k in (
-            "params", "total_params", "non_embedding_params", "train_loss", "eval_loss", "tokens_seen",
-            "steps", "wall_time_s")}}
+            "params", "total_params", "non_embedding_params", "train_loss", "eval_loss", "eval_future_loss",
+            "tokens_seen", "steps", "wall_time_s")}}
         timings[f"pretrain {name}"] = time.perf_counter() - t
     evals = {}
     t = time.perf_counter()
     evals["lightgbm"] = evaluate(args, data, work, "lightgbm", None, "probe")
     timings["evaluate lightgbm"] = time.perf_counter() - t
+    # The ablation runs are evaluated (first mode only) on the tasks whose held-out positives can resolve them.
+    lgbm = read_json(evals["lightgbm"] / "metrics.json")["tasks"]
+    resolvable = [k for k, v in lgbm.items() if v["models"]["lightgbm"]["n_pos"] >= args.ablation_min_positives]
     finetuned = set(runs) if args.finetune_runs == "all" else set(args.finetune_runs.split(","))
-    # Most informative first: the time-aware runs from the largest, then the ablation run; within each, modes
-    # in --modes order. Past --budget-s, the remaining evaluations are skipped and listed, not faked.
-    order = [n for n in reversed(runs) if n.endswith("-time")] + [n for n in runs if not n.endswith("-time")]
+    # Most informative first: the main runs from the largest, then the ablation runs. Past --budget-s, the
+    # remaining evaluations are skipped and listed, not faked.
+    jobs = [(n, m, "all") for m in modes for n in reversed(runs) if n.endswith("-time")]
+    jobs += [(n, modes[0], ",".join(resolvable)) for n in runs if not n.endswith("-time") and resolvable]
     not_run = []
-    for mode in modes:
-        for name in order:
-            if mode == "finetune" and name not in finetuned:
-                continue
-            if args.budget_s and time.perf_counter() - t0 > args.budget_s:
-                not_run.append(f"{name}-{mode}")
-                continue
-            t = time.perf_counter()
-            evals[f"{name}-{mode}"] = evaluate(args, data, work, f"{name}-{mode}", pretrained[name]["dir"], mode)
-            timings[f"evaluate {name}-{mode}"] = time.perf_counter() - t
+    for name, mode, task in jobs:
+        if mode == "finetune" and name not in finetuned:
+            continue
+        if args.budget_s and time.perf_counter() - t0 > args.budget_s:
+            not_run.append(f"{name}-{mode}")
+            continue
+        t = time.perf_counter()
+        evals[f"{name}-{mode}"] = evaluate(args, data, work, f"{name}-{mode}", pretrained[name]["dir"], mode, task)
+        timings[f"evaluate {name}-{mode}"] = time.perf_counter() - t
     metrics = {k: read_json(v / "metrics.json") for k, v in evals.items()}
     main_variants = [f"{s}-time-{m}" for s in sizes for m in modes if f"{s}-time-{m}" in evals]
-    ablation = {}
-    if f"{sizes[-1]}-notime" in runs:
-        for mode in modes:
-            ablation[f"time inputs (on - off), {mode}"] = (f"{sizes[-1]}-time-{mode}", f"{sizes[-1]}-notime-{mode}")
-    if {"finetune", "probe"} <= set(modes):
-        for s in sizes:
-            ablation[f"fine-tune - probe, {s}"] = (f"{s}-time-finetune", f"{s}-time-probe")
+    big, first = sizes[-1], modes[0]
+    ablation = {f"time inputs (on - off), {first}": (f"{big}-time-{first}", f"{big}-notime-{first}"),
+                f"future-codes objective (on - off), {first}": (f"{big}-time-{first}", f"{big}-nofuture-{first}"),
+                f"pretraining (pretrained - untrained), {first}": (f"{big}-time-{first}", f"{big}-init-{first}")}
+    if len(modes) > 1:
+        ablation[f"mode ({first} - {modes[-1]}), {big}"] = (f"{big}-time-{first}", f"{big}-time-{modes[-1]}")
     ablation = {k: v for k, v in ablation.items() if v[0] in evals and v[1] in evals}
     from claimsfm.tasks.spec import select_tasks
 
@@ -323,7 +331,10 @@ def main(argv=None) -> dict:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_start": load0,
                     "loadavg_end": os.getloadavg()},
         "not_run_over_budget": not_run,
-        "time_inputs_ablation": ablation_note or "measured (larger size pretrained again with time_inputs=False)",
+        "ablation_runs": ablation_note or (f"{sizes[-1]} pretrained again with time inputs off, with the future-codes "
+                                           "objective off, and for one step only (untrained control); evaluated "
+                                           f"in mode {modes[0]} on the tasks with >= {args.ablation_min_positives} "
+                                           "held-out positives"),
         "pretrain": {k: {kk: vv for kk, vv in v.items() if kk != "dir"} for k, v in pretrained.items()},
         "tasks": tasks,
         "verdict": verdict(tasks),

@@ -35,13 +35,15 @@ def register(app: typer.Typer) -> None:
             Path("runs"), "--runs", help="Runs folder (pretraining runs are read from <runs>/pretrain/)."),
         baselines: str = typer.Option(BASELINES[0], "--baselines",
                                       help=f"{', '.join(BASELINES)} (comma list) or none."),
-        mode: str = typer.Option(MODES[0], "--mode", help=" | ".join(MODES) + ": full fine-tuning (one encoder per "
-                                 "task group) | frozen encoder + logistic regression."),
+        mode: str = typer.Option(MODES[0], "--mode", help=" | ".join(MODES) + ": frozen encoder + an attentive head "
+                                 "per task over every token state | full fine-tuning with a linear head (one "
+                                 "encoder per task group) | frozen encoder + logistic regression."),
         features: str = typer.Option(
             "cls+mean+last", "--features",
             help="Pooled vector the FM head reads, from one forward pass: cls | cls+mean (+ mean over code tokens) | "
                  "cls+mean+last (+ mean over the last visit's codes) | "
-                 "cls+mean+last+recent (+ means over the codes of the last 3 and 12 months)."),
+                 "cls+mean+last+recent (+ means over the codes of the last 3 and 12 months); future+... puts the "
+                 "future-codes head's vector first. Used by finetune and probe."),
         out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <runs>/eval/<task>)."),
         max_len: Optional[int] = typer.Option(
             None, "--max-len", help="Tokens per input sequence (default: the checkpoint's max_len)."),

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from claimsfm.model.scale import BACKENDS, ladder_names
+from claimsfm.model.scale import BACKENDS, FUTURE_MONTHS, ladder_names
 
 _HELP = (
     "Pretrain the claims encoder at one scale with masked-code modelling.\n"
@@ -59,6 +59,10 @@ def register(app: typer.Typer) -> None:
             True, "--time-inputs/--no-time-inputs",
             help="Embed each token's time before the reference (prediction) time and the gaps between visits; "
                  "--no-time-inputs is the ablation."),
+        future_months: int = typer.Option(
+            FUTURE_MONTHS, "--future-months", min=0,
+            help="Second objective: from [CLS], predict the codes of the next N months after a sampled cutoff "
+                 "(CLMBR/MOTOR-style, self-supervised; no task labels). 0 = MLM only on whole histories."),
         dry_run: bool = typer.Option(
             False, "--dry-run", help="Print the model shape and counts, train nothing (meta device)."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
@@ -71,6 +75,7 @@ def register(app: typer.Typer) -> None:
             micro_batch_tokens=micro_batch_tokens, lr=lr, max_len=max_len, seed=seed, resume=resume,
             attention=attention, eval_every=eval_every, checkpoint_every=checkpoint_every,
             num_workers=num_workers, progress=not as_json, time_inputs=time_inputs,
+            future_months=future_months,
         )
         result = plan_only(config) if dry_run else run(config)
         if result is None:  # a DDP rank other than 0: rank 0 reports

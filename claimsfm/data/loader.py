@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from claimsfm.data.collate import MASK_PROB, collate
-from claimsfm.data.sequences import build_sequences, pack_lengths, pretrain_reference, sequence_lengths
+from claimsfm.data.sequences import (
+    build_sequences,
+    future_codes,
+    pack_lengths,
+    pretrain_cutoff,
+    pretrain_reference,
+    sequence_lengths,
+)
 from claimsfm.data.store import Store, open_store
 from claimsfm.errors import ClaimsfmError
 from claimsfm.optional import torch as _torch
@@ -27,13 +34,17 @@ class PretrainLoader:
     store: a Store or its path; split: "train" | "tuning" | "held_out"; each batch holds whole
     sequences of at most max_len tokens, batch_tokens tokens in all. rank / world_size shard the
     subjects for DistributedDataParallel; num_workers > 0 builds batches in DataLoader workers.
+    future_months > 0 adds the future-codes objective: each sequence stops at a cutoff (`pretrain_cutoff`,
+    also its reference) and the batch carries future_ids / future_seq (the codes of the next future_months
+    months, flat, with their sequence index) and future_known (B,) bool; 0 = whole histories, MLM only.
     `for batch in loader` runs from the saved position to the end of the epoch, then moves to the
     next epoch; state_dict() = {"epoch", "step"} of the next batch to be yielded.
     """
 
     def __init__(self, store, split: str = TRAIN_NAME, max_len: int = 512, batch_tokens: int = 16384, seed: int = 0,
                  rank: int = 0, world_size: int = 1, num_workers: int = 0, layout: str = "varlen",
-                 chunk_subjects: int = 65536, mask_prob: float = MASK_PROB, pin_memory: bool = False):
+                 chunk_subjects: int = 65536, mask_prob: float = MASK_PROB, pin_memory: bool = False,
+                 future_months: int = 0):
         self.store = store if isinstance(store, Store) else open_store(Path(store))
         if split not in SPLITS:
             raise ClaimsfmError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -46,6 +57,7 @@ class PretrainLoader:
         self.split, self.max_len, self.batch_tokens, self.seed = split, int(max_len), int(batch_tokens), int(seed)
         self.rank, self.world_size, self.num_workers = int(rank), int(world_size), int(num_workers)
         self.layout, self.chunk, self.mask_prob, self.pin_memory = layout, int(chunk_subjects), mask_prob, pin_memory
+        self.future_months = int(future_months)
         rows = np.flatnonzero(np.asarray(self.store.split) == SPLITS.index(split)).astype(np.int64)
         lengths = sequence_lengths(self.store, rows, None, self.max_len)
         keep = lengths > 1  # a subject with no events is a lone [CLS]: nothing to predict
@@ -84,12 +96,22 @@ class PretrainLoader:
     def batch(self, epoch: int, step: int) -> dict:
         """Batch `step` of `epoch` on this rank (a pure function of the settings and these numbers)."""
         subjects = self.plan(epoch)[step]
-        reference = pretrain_reference(self.store, subjects, self.seed, epoch)
-        seqs = build_sequences(self.store, subjects, None, self.max_len, reference)
+        if self.future_months:
+            cutoff = pretrain_cutoff(self.store, subjects, self.seed, epoch)
+            seqs = build_sequences(self.store, subjects, cutoff, self.max_len, cutoff)
+        else:
+            reference = pretrain_reference(self.store, subjects, self.seed, epoch)
+            seqs = build_sequences(self.store, subjects, None, self.max_len, reference)
         # The masking stream of a rank: steps are interleaved so no two ranks share a key.
         mlm = (self.seed, epoch, step * self.world_size + self.rank)
-        return collate(seqs, np.arange(len(subjects)), mlm=mlm, layout=self.layout, row_tokens=self.max_len,
-                       mask_prob=self.mask_prob)
+        batch = collate(seqs, np.arange(len(subjects)), mlm=mlm, layout=self.layout, row_tokens=self.max_len,
+                        mask_prob=self.mask_prob)
+        if self.future_months:
+            torch = _torch()
+            ids, seq, known = future_codes(self.store, subjects, cutoff, self.future_months)
+            batch.update(future_ids=torch.from_numpy(ids), future_seq=torch.from_numpy(seq),
+                         future_known=torch.from_numpy(known))
+        return batch
 
     # -- iteration and state -------------------------------------------------------------------
     def __iter__(self):

@@ -125,6 +125,55 @@ def pretrain_reference(store, subjects, seed: int, epoch: int) -> np.ndarray:
     return end.astype(np.int64).astype(np.int32)
 
 
+def pretrain_cutoff(store, subjects, seed: int, epoch: int) -> np.ndarray:
+    """Prediction-time-like cutoffs for the future-codes objective.  (k,) store rows -> (k,) int32 days
+
+    The end of a month drawn uniformly from the subject's first event's month to the store's last month,
+    keyed by (seed, epoch, store row): the sequence keeps the events up to it, and it is the reference.
+    Cutoffs cover mid-history points (the future is known) and points after the last claim, as
+    prediction times do. Subjects without events get the end of the store's last month.
+    """
+    from claimsfm.data.format import month_end_day, month_of_day
+    from claimsfm.splits import splitmix64
+
+    subjects = np.asarray(subjects, dtype=np.int64)
+    offsets = np.asarray(store.offsets)
+    starts, has = offsets[subjects], offsets[subjects + 1] > offsets[subjects]
+    first = np.where(has, month_of_day(np.asarray(store.day)[np.minimum(starts, max(len(store.day) - 1, 0))]),
+                     store.last_month)
+    span = np.maximum(store.last_month - first + 1, 1).astype(np.uint64)
+    key = splitmix64(splitmix64(np.array([seed, epoch, 0x46555455], dtype=np.int64)).sum() + subjects.astype(np.uint64))
+    month = first + (key % span).astype(np.int64)
+    return month_end_day(month).astype(np.int64).astype(np.int32)
+
+
+def future_codes(store, subjects, cutoff_day, months: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The codes each subject has in the `months` months after its cutoff: the future-codes targets.
+
+    subjects (k,) store rows, cutoff_day (k,) month-end days -> (ids (n,) int64, sequence index (n,) int64,
+    known (k,) bool). The window is (cutoff, end of the cutoff's month + months], as a task's prediction
+    window; `known` is False where it runs past the store's last month (no target: the future is unseen).
+    """
+    from claimsfm.data.format import month_end_day, month_of_day
+
+    subjects = np.asarray(subjects, dtype=np.int64)
+    cutoff = np.asarray(cutoff_day, dtype=np.int64)
+    end_month = month_of_day(cutoff) + int(months)
+    known = end_month <= store.last_month
+    end = month_end_day(end_month)
+    offsets, day, token = np.asarray(store.offsets), np.asarray(store.day), np.asarray(store.token)
+    ids, seq = [], []
+    for i in np.flatnonzero(known):
+        a, b = offsets[subjects[i]], offsets[subjects[i] + 1]
+        days = day[a:b]  # time order within a subject
+        lo, hi = a + np.searchsorted(days, cutoff[i], "right"), a + np.searchsorted(days, end[i], "right")
+        ids.append(token[lo:hi])
+        seq.append(np.full(hi - lo, i, dtype=np.int64))
+    if not ids:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), known
+    return np.concatenate(ids).astype(np.int64), np.concatenate(seq), known
+
+
 def pack_lengths(lengths, max_tokens: int) -> np.ndarray:
     """First-fit-decreasing: the row of each sequence when packing into rows of max_tokens tokens.
 

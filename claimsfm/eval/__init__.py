@@ -4,7 +4,9 @@ The choices and limits shared by `evaluate`, `sweep` and the command line live h
 """
 from claimsfm.errors import ClaimsfmError
 
-MODES = ("finetune", "probe")  # how the FM is adapted to a task: full fine-tuning | frozen encoder + probe
+# How the FM is adapted to a task: frozen encoder + attentive head per task (claimsfm.eval.attend) | full
+# fine-tuning with a linear head on pooled vectors | frozen encoder + logistic-regression probe.
+MODES = ("attend", "finetune", "probe")
 BASELINES = ("lightgbm",)      # baseline models `--baselines` may name
 MIN_N_BOOT = 100               # fewer bootstrap resamples give CIs too coarse to compare scales
 

@@ -26,7 +26,10 @@ from tqdm.auto import tqdm
 from claimsfm import optional
 from claimsfm.splits import TRAIN, TUNING
 
-FEATURES = ("cls", "cls+mean", "cls+mean+last", "cls+mean+last+recent")
+FEATURES = ("cls", "cls+mean", "cls+mean+last", "cls+mean+last+recent", "future", "future+cls+mean+last",
+            "future+cls+mean+last+recent")
+# "future": the future-codes head's vector on [CLS] (a model pretrained with that objective; the head's
+# code logits are linear in it, so a linear probe can read any code's "occurs in the next months" score).
 # "recent": means over the code tokens of the last 3 and 12 months before the prediction time (days_before),
 # the windows of LightGBM's count features.
 RECENT_DAYS = (91, 365)
@@ -78,23 +81,34 @@ def n_parts(features: str) -> int:
     return sum(len(RECENT_DAYS) if part == "recent" else 1 for part in features.split("+"))
 
 
-def pool(h, batch, features: str = "cls+mean+last"):
-    """Per-sequence vectors of one varlen batch.  h (T, d) -> (B, d * n_parts(features))"""
+def pool(h, batch, features: str = "cls+mean+last", future=None):
+    """Per-sequence vectors of one varlen batch.  h (T, d) -> (B, d * n_parts(features))
+
+    future: the model's FutureHead (needed by the "future" part)."""
     torch = optional.torch()
     from claimsfm.data.format import N_SPECIAL
 
     cu = batch["cu_seqlens"].long()
-    parts = [h[cu[:-1]]]                                # (B, d) [CLS]
-    if features != "cls":
-        n_seq = len(cu) - 1
-        seq = torch.repeat_interleave(torch.arange(n_seq, device=h.device), cu[1:] - cu[:-1])   # (T,)
-        code = batch["input_ids"] >= N_SPECIAL          # (T,) no [CLS] / [SEP]
-        parts.append(_segment_mean(h, seq, code, n_seq))
-        if features.startswith("cls+mean+last"):
+    n_seq = len(cu) - 1
+    seq = torch.repeat_interleave(torch.arange(n_seq, device=h.device), cu[1:] - cu[:-1])   # (T,)
+    code = batch["input_ids"] >= N_SPECIAL              # (T,) no [CLS] / [SEP]
+    parts = []
+    for part in features.split("+"):
+        if part == "future":
+            if future is None:
+                from claimsfm.errors import ClaimsfmError
+
+                raise ClaimsfmError("--features future needs a model pretrained with --future-months > 0")
+            parts.append(future(h[cu[:-1]]))
+        elif part == "cls":
+            parts.append(h[cu[:-1]])
+        elif part == "mean":
+            parts.append(_segment_mean(h, seq, code, n_seq))
+        elif part == "last":
             visit = batch["visit"]
             last = torch.zeros(n_seq, dtype=visit.dtype, device=h.device).scatter_reduce(0, seq, visit, "amax")
             parts.append(_segment_mean(h, seq, code & (visit == last[seq]), n_seq))
-        if features.endswith("+recent"):
+        elif part == "recent":
             parts += [_segment_mean(h, seq, code & (batch["days_before"] <= days), n_seq) for days in RECENT_DAYS]
     return torch.cat(parts, dim=1)
 
@@ -104,7 +118,7 @@ def _features(model, seqs, idx, device, features):
 
     batch = collate(seqs, idx, mlm=None, layout="varlen")
     batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
-    return pool(model(batch), batch, features)          # (B, k * d)
+    return pool(model(batch), batch, features, getattr(model, "future", None))   # (B, k * d)
 
 
 def embed(model, seqs, batch_tokens: int = 8192, device="cpu", features: str = "cls+mean+last",

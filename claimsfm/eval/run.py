@@ -129,6 +129,13 @@ def _fm_predictions(store, run, specs, cohorts, pool, cfg) -> dict:
     head = ft.HeadConfig(epochs=cfg.epochs, batch_tokens=cfg.batch_tokens, features=cfg.features, seed=cfg.seed)
     rows = [pool.rows(c) for c in cohorts]
     out = {}
+    if cfg.mode == "attend":
+        from claimsfm.eval.attend import AttendConfig, attend
+        from claimsfm.model import load_checkpoint
+
+        model, _ = load_checkpoint(run, device=cfg.device)
+        tasks = [(c.task, r, c.label, c.split) for c, r in zip(cohorts, rows)]
+        return attend(model, seqs, tasks, AttendConfig(batch_tokens=cfg.batch_tokens, seed=cfg.seed), cfg.device)
     if cfg.mode == "probe":
         from claimsfm.model import load_checkpoint
 

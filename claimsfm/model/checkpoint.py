@@ -22,8 +22,9 @@ from claimsfm.model.model import Encoder, ModelConfig
 
 _STEP_DIR = re.compile(r"step_(\d+)")
 # Version of what a checkpoint means: 2 = models that embed the time inputs (days before the reference,
-# visit gaps) and read the batch keys age_months / days_before / gap_days. A folder without the key is 1.
-CHECKPOINT_FORMAT = 2
+# visit gaps) and read the batch keys age_months / days_before / gap_days; 3 = models that may carry the
+# future-codes head (ModelConfig.future_months). A folder without the key is 1.
+CHECKPOINT_FORMAT = 3
 
 
 def save_checkpoint(folder, model: Encoder, settings: dict | None = None, state: dict | None = None) -> None:
@@ -80,7 +81,7 @@ def read_model_config(folder) -> ModelConfig:
         raise ClaimsfmError(f"{path}: not a claimsfm model config ({exc})") from None
     if found != CHECKPOINT_FORMAT:
         raise ClaimsfmError(f"{path}: checkpoint format {found}, but this claimsfm reads format {CHECKPOINT_FORMAT} "
-                            "(models with time inputs); pretrain the model again")
+                            "(models with time inputs and the future-codes head); pretrain the model again")
     try:
         return ModelConfig(**model)
     except (TypeError, ValueError) as exc:

@@ -9,7 +9,10 @@ Embeddings: code + age (whole years, bucket 0 = unknown) + visit index + segment
 `config.time_inputs`) the time inputs: days before the reference time and days since the previous
 visit, each in log-spaced buckets (`time_bucket`); the [CLS] token's gap is the time from the last
 event to the reference (the prediction time as an input). All summed. Pre-LN
-blocks with a GELU MLP, a final LayerNorm, and an MLM head tied to the code embedding. The attention
+blocks with a GELU MLP, a final LayerNorm, and an MLM head tied to the code embedding. With
+`config.future_months`, a future-codes head reads the [CLS] state (a d x d projection, GELU, LayerNorm,
+then the code table again plus a per-code bias): the logit that each code occurs within that many months
+after the reference (pretraining's second objective, docs/internals.md §4). The attention
 backend is chosen once, at the first forward: `triton` (claimsfm.kernels.varlen_attention, CUDA),
 `sdpa` (claimsfm.kernels.attention_ref.SdpaVarlen: torch scaled_dot_product_attention over packed rows
 with a block-diagonal mask; the CPU path), or `auto`. Both are tested against `varlen_attention_ref`.
@@ -120,7 +123,11 @@ class Encoder(nn.Module):
             self.wgap = nn.Embedding(N_TIME, cfg.d_model)  # days since the previous visit ([CLS]: last event)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.d_model)
+        if cfg.future_months:
+            self.future = FutureHead(cfg.d_model, cfg.vocab_size)
         self.apply(self._init_weights)
+        if cfg.future_months:
+            self.future.reset_bias()
         # GPT-2: scale the residual projections so the residual stream does not grow with depth.
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
@@ -135,9 +142,11 @@ class Encoder(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def num_params(self) -> dict:
+        """All trainable parameters; non-embedding ones leave out the tables and the future head."""
         total = sum(p.numel() for p in self.parameters() if p.requires_grad)
         emb = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Embedding))
-        return {"total_params": total, "non_embedding_params": total - emb}
+        heads = sum(p.numel() for p in self.future.parameters()) if self.config.future_months else 0
+        return {"total_params": total, "non_embedding_params": total - emb - heads}
 
     def resolve_backend(self, device) -> str:
         if self.backend is None:
@@ -178,6 +187,35 @@ class Encoder(nn.Module):
 
     def mlm_logits(self, h):
         return F.linear(h, self.wte.weight)  # (..., vocab): tied to the code embedding
+
+    def future_logits(self, h_cls):
+        """(B, vocab) logits that each code occurs within future_months after the reference."""
+        return F.linear(self.future(h_cls), self.wte.weight, self.future.bias)
+
+
+class FutureHead(nn.Module):
+    """[CLS] state -> the vector whose dot product with each code's embedding (+ bias) is that code's
+    future logit. Its output is also a pooled feature for the downstream heads ("future")."""
+
+    def __init__(self, d_model: int, vocab_size: int):
+        super().__init__()
+        self.proj = nn.Linear(d_model, d_model)
+        self.ln = nn.LayerNorm(d_model)
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+
+    def reset_bias(self):
+        # Start every code at a rare-event prior (1 / vocab), not 0.5: a window holds a few dozen of them.
+        nn.init.constant_(self.bias, -math.log(self.bias.numel()))
+
+    def forward(self, h_cls):
+        return self.ln(F.gelu(self.proj(h_cls)))
+
+
+def cls_states(h, batch):
+    """The [CLS] hidden state of each sequence: (B, d) from varlen (T, d) or padded (B, L, d)."""
+    if "cu_seqlens" in batch:
+        return h[batch["cu_seqlens"][:-1].long()]
+    return h[:, 0]
 
 
 def _triton_available() -> bool:

@@ -48,6 +48,8 @@ _LADDERS = {
     ],
 }
 _TOLERANCE = 0.05
+# The default horizon of the future-codes objective: the built-in tasks' prediction window (3 months).
+FUTURE_MONTHS = 3
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,9 @@ class ModelConfig:
     vocab_size: int
     max_len: int = 512
     time_inputs: bool = True  # embed days before the reference and visit gaps (the ablation switch)
+    # Horizon of the future-codes pretraining objective: from [CLS], predict which codes occur in the
+    # months after the reference (0 = MLM only, the ablation switch). docs/internals.md §4.
+    future_months: int = FUTURE_MONTHS
 
     def __post_init__(self):
         if self.d_model % self.n_head:
@@ -85,8 +90,10 @@ class Scale:
     batch_tokens: int
     tokens: int
 
-    def config(self, vocab_size: int, max_len: int, time_inputs: bool = True) -> ModelConfig:
-        return ModelConfig(self.n_layer, self.d_model, self.n_head, self.d_ff, vocab_size, max_len, time_inputs)
+    def config(self, vocab_size: int, max_len: int, time_inputs: bool = True,
+               future_months: int = FUTURE_MONTHS) -> ModelConfig:
+        return ModelConfig(self.n_layer, self.d_model, self.n_head, self.d_ff, vocab_size, max_len, time_inputs,
+                           future_months)
 
 
 def ladder_names(ladder: str = "default") -> list[str]:
@@ -109,11 +116,21 @@ def block_params(d_model: int, d_ff: int) -> int:
     return 2 * 2 * d + (3 * d * d + 3 * d) + (d * d + d) + (d * d_ff + d_ff) + (d_ff * d + d)
 
 
+def future_head_params(d_model: int, vocab_size: int) -> int:
+    """The future-codes head: a d x d projection, a LayerNorm and a per-code bias (its output weights are
+    the code table, tied like the MLM head). A pretraining head: not counted in non-embedding params."""
+    return d_model * d_model + d_model + 2 * d_model + vocab_size
+
+
 def count_params(vocab_size: int, max_len: int, n_layer: int, d_model: int, d_ff: int,
-                 time_inputs: bool = True) -> dict:
-    """Exact trainable parameter counts of `Encoder` (checked against the module in the tests)."""
+                 time_inputs: bool = True, future_months: int = FUTURE_MONTHS) -> dict:
+    """Exact trainable parameter counts of `Encoder` (checked against the module in the tests).
+
+    Shapes are solved and sizes named without the future head (it adds about d^2 + vocab)."""
     non_embedding = n_layer * block_params(d_model, d_ff) + 2 * d_model  # + final LayerNorm
     total = non_embedding + embedding_params(vocab_size, max_len, d_model, time_inputs)
+    if future_months:
+        total += future_head_params(d_model, vocab_size)
     return {"total_params": total, "non_embedding_params": non_embedding}
 
 
@@ -209,7 +226,7 @@ def resolve(name: str, vocab_size: int, max_len: int) -> Scale:
     d = defaults(name)
     target, lr, batch_tokens, tokens = d.target, d.lr, d.batch_tokens, d.tokens
     n_layer, d_model, n_head, d_ff = solve_shape(target, vocab_size, max_len)
-    total = count_params(vocab_size, max_len, n_layer, d_model, d_ff)["total_params"]
+    total = count_params(vocab_size, max_len, n_layer, d_model, d_ff, future_months=0)["total_params"]
     if abs(total - target) > _TOLERANCE * target:
         raise ClaimsfmError(
             f"--params {name}: the closest shape has {total:,} parameters, more than 5% from the target "
@@ -218,6 +235,7 @@ def resolve(name: str, vocab_size: int, max_len: int) -> Scale:
     return Scale(name, target, n_layer, d_model, n_head, d_ff, lr, batch_tokens, tokens)
 
 
-def resolve_scale(params: str, vocab_size: int, max_len: int = 512, time_inputs: bool = True) -> ModelConfig:
+def resolve_scale(params: str, vocab_size: int, max_len: int = 512, time_inputs: bool = True,
+                  future_months: int = FUTURE_MONTHS) -> ModelConfig:
     """ModelConfig for a ladder row ('11M', 'demo-S') or any size ('50M') on this vocabulary."""
-    return resolve(params, vocab_size, max_len).config(vocab_size, max_len, time_inputs)
+    return resolve(params, vocab_size, max_len).config(vocab_size, max_len, time_inputs, future_months)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from claimsfm.errors import ClaimsfmError, check_seed
-from claimsfm.eval import check_mode, check_n_boot
+from claimsfm.eval import MODES, check_mode, check_n_boot
 from claimsfm.io import read_json, write_json, write_run_config
 from claimsfm.model.scale import ladder_names
 from claimsfm.outdir import claim, record
@@ -43,7 +43,7 @@ class SweepConfig:
     out: Path | None = None              # default: <runs>/sweep
     dry_run: bool = False
     max_len: int = 512
-    mode: str = "finetune"
+    mode: str = MODES[0]
     n_boot: int = 1000
     seed: int = 0
     report: bool = True

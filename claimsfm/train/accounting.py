@@ -17,6 +17,8 @@ H200_BF16_PEAK = 989e12
 
 
 def matmul_weights(cfg) -> int:
+    """Weights every token multiplies (the blocks' linear layers). The future-codes head runs once per
+    sequence, not per token (d^2 + d x vocab per [CLS], a few % of a step at the demo sizes): not counted."""
     return cfg.n_layer * (4 * cfg.d_model * cfg.d_model + 2 * cfg.d_model * cfg.d_ff)
 
 

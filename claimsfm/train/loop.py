@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from claimsfm.errors import ClaimsfmError
 from claimsfm.io import atomic_dir, write_json, write_run_config
 from claimsfm.model.checkpoint import load_state, load_weights, save_checkpoint
-from claimsfm.model.model import Encoder
+from claimsfm.model.model import Encoder, cls_states
 from claimsfm.splits import TRAIN_NAME, TUNING_NAME
 from claimsfm.train import accounting
 from claimsfm.train.dist import all_sum, barrier
@@ -20,13 +20,28 @@ from claimsfm.train.optim import lr_at, make_optimizer
 from claimsfm.train.runfolder import MetricsLog, checkpoint_dir, prune_checkpoints
 
 
-def mlm_loss_sum(model, batch):
-    """Summed cross-entropy over the MLM targets; logits only where labels != -100 (saves T x V)."""
+def loss_sums(model, batch):
+    """(summed MLM cross-entropy, summed future-codes loss) of one micro-batch; the second is 0 when the
+    batch has no future targets. MLM logits only where labels != -100 (saves T x V)."""
     h = model(batch)
     labels = batch["labels"]
     keep = labels != -100
-    head = getattr(model, "module", model).mlm_logits  # also inside a DDP wrapper
-    return F.cross_entropy(head(h[keep]).float(), labels[keep], reduction="sum")
+    raw = getattr(model, "module", model)  # also inside a DDP wrapper
+    mlm = F.cross_entropy(raw.mlm_logits(h[keep]).float(), labels[keep], reduction="sum")
+    if "future_known" not in batch:
+        return mlm, h.new_zeros(())
+    return mlm, future_loss_sum(raw.future_logits(cls_states(h, batch)).float(), batch)
+
+
+def future_loss_sum(logits, batch):
+    """Future-codes loss summed over the sequences whose window is known: per sequence, the binary
+    cross-entropy summed over the vocabulary and divided by its number of future codes (at least 1),
+    so a busy patient weighs as much as a quiet one and the scale is that of a per-token loss."""
+    known = batch["future_known"]
+    target = torch.zeros_like(logits)
+    target[batch["future_seq"], batch["future_ids"]] = 1.0
+    per_seq = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(dim=1)
+    return (per_seq / target.sum(dim=1).clamp(min=1.0))[known].sum()
 
 
 def autocast(device):
@@ -41,9 +56,10 @@ def to_device(batch, device):
 
 
 def batch_counts(batch) -> list[float]:
-    """[MLM targets, real tokens, sum of squared sequence lengths] of one micro-batch."""
+    """[MLM targets, real tokens, sum of squared sequence lengths, future-codes sequences] of one micro-batch."""
     lengths = accounting.sequence_lengths(batch)
-    return [float((batch["labels"] != -100).sum()), float(lengths.sum()), float((lengths * lengths).sum())]
+    n_future = float(batch["future_known"].sum()) if "future_known" in batch else 0.0
+    return [float((batch["labels"] != -100).sum()), float(lengths.sum()), float((lengths * lengths).sum()), n_future]
 
 
 def _check_finite(loss: float, grad_norm: float, step: int, lr: float) -> None:
@@ -79,12 +95,13 @@ class Trainer:
             ids = [d.local_rank] if d.device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.raw, device_ids=ids)
         self.opt = make_optimizer(self.raw, plan.lr, config.weight_decay, d.device.type)
-        common = dict(max_len=config.max_len, batch_tokens=plan.micro_batch_tokens, seed=config.seed)
+        common = dict(max_len=config.max_len, batch_tokens=plan.micro_batch_tokens, seed=config.seed,
+                      future_months=plan.model.future_months)
         self.loader = PretrainLoader(store, split=TRAIN_NAME, rank=d.rank, world_size=d.world_size,
                                      num_workers=config.num_workers, **common)
         self.eval_set = self._eval_set(PretrainLoader(store, split=TUNING_NAME, rank=0, world_size=1, **common))
         self.counters = {"step": 0, "tokens_seen": 0, "flops": 0, "flops_attention": 0,
-                         "wall_time_s": 0.0, "eval_loss": None}
+                         "wall_time_s": 0.0, "eval_loss": None, "eval_future_loss": None}
 
     def _eval_set(self, loader) -> list[dict]:
         if not self.d.main:
@@ -128,13 +145,17 @@ class Trainer:
             stats = self._step([to_device(b, d.device) for b in micro], micro)
             c["step"] += 1
             step, seconds = c["step"], now() - t
-            row = {"step": step, "loss": stats["loss"], "lr": stats["lr"], "grad_norm": stats["grad_norm"],
+            row = {"step": step, "loss": stats["loss"], **({"future_loss": stats["future_loss"]}
+                                                          if "future_loss" in stats else {}),
+                   "lr": stats["lr"], "grad_norm": stats["grad_norm"],
                    "tokens": c["tokens_seen"], "tokens_per_s": stats["tokens"] / seconds}
             mfu = accounting.mfu(stats["flops"], seconds, d.device, d.world_size)
             if mfu is not None:
                 row["mfu"] = mfu
             if step % plan.eval_every == 0 or step == plan.total_steps:
                 c["eval_loss"] = row["eval_loss"] = self.evaluate()
+                if c.get("eval_future_loss") is not None:
+                    row["eval_future_loss"] = c["eval_future_loss"]
             c["wall_time_s"] = self.wall0 + now() - self.t0
             if d.main and (step % log_every == 0 or "eval_loss" in row or step == plan.total_steps):
                 self.metrics.append(row)
@@ -150,38 +171,48 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr
         local = [sum(x) for x in zip(*(batch_counts(b) for b in cpu_batches))]
-        n_masked, real, len_sq = all_sum(local, d)
-        loss_total = 0.0
+        n_masked, real, len_sq, n_future = all_sum(local, d)
+        loss_total, future_total = 0.0, 0.0
         for i, batch in enumerate(batches):
             last = i == len(batches) - 1
             sync = contextlib.nullcontext() if last or d.world_size == 1 else self.model.no_sync()
             with sync:
                 with autocast(d.device):
-                    loss_sum = mlm_loss_sum(self.model, batch)
-                (loss_sum * d.world_size / max(n_masked, 1.0)).backward()
-            loss_total += loss_sum.item()
-        (loss_total,) = all_sum([loss_total], d)
+                    mlm_sum, future_sum = loss_sums(self.model, batch)
+                # The objective: mean MLM loss + mean future-codes loss (each over the whole step).
+                (d.world_size * (mlm_sum / max(n_masked, 1.0) + future_sum / max(n_future, 1.0))).backward()
+            loss_total += mlm_sum.item()
+            future_total += future_sum.item()
+        loss_total, future_total = all_sum([loss_total, future_total], d)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), self.config.grad_clip)
-        _check_finite(loss_total / max(n_masked, 1.0), float(grad_norm), c["step"] + 1, lr)  # same on every rank
+        _check_finite(loss_total / max(n_masked, 1.0) + future_total / max(n_future, 1.0), float(grad_norm),
+                      c["step"] + 1, lr)  # same on every rank
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         flops = accounting.step_flops(plan.model, int(real), int(n_masked), int(len_sq))
         c["tokens_seen"] += int(real)
         c["flops"] += flops["flops"]
         c["flops_attention"] += flops["flops_attention"]
-        return {"loss": loss_total / max(n_masked, 1.0), "lr": lr, "grad_norm": float(grad_norm),
-                "tokens": real, "flops": flops["flops"]}
+        stats = {"loss": loss_total / max(n_masked, 1.0), "lr": lr, "grad_norm": float(grad_norm),
+                 "tokens": real, "flops": flops["flops"]}
+        if n_future:
+            stats["future_loss"] = future_total / n_future
+        return stats
 
     @torch.no_grad()
     def evaluate(self) -> float | None:
-        """Mean MLM loss on a fixed set of tuning batches (rank 0; None when the split is empty)."""
+        """Mean MLM loss on a fixed set of tuning batches (rank 0; None when the split is empty); the mean
+        future-codes loss on them goes to counters["eval_future_loss"] (None without that objective)."""
         if not self.eval_set:
             return None
-        total, count = 0.0, 0.0
+        total, count, future, n_future = 0.0, 0.0, 0.0, 0.0
         for batch in self.eval_set:
             with autocast(self.d.device):
-                total += float(mlm_loss_sum(self.raw, to_device(batch, self.d.device)))
-            count += batch_counts(batch)[0]
+                mlm_sum, future_sum = loss_sums(self.raw, to_device(batch, self.d.device))
+            total, future = total + float(mlm_sum), future + float(future_sum)
+            counts = batch_counts(batch)
+            count, n_future = count + counts[0], n_future + counts[3]
+        self.counters["eval_future_loss"] = future / n_future if n_future else None
         return total / max(count, 1.0)
 
     # ------------------------------------------------------------------------------------------
@@ -226,6 +257,7 @@ class Trainer:
                 "params": self.config.params, **counts, "n_layer": m.n_layer, "d_model": m.d_model,
                 "n_head": m.n_head, "d_ff": m.d_ff, "vocab_size": m.vocab_size, "max_len": m.max_len,
                 "train_loss": sum(losses) / len(losses) if losses else None, "eval_loss": c["eval_loss"],
+                "eval_future_loss": c.get("eval_future_loss"), "future_months": m.future_months,
                 "tokens_seen": c["tokens_seen"], "steps": c["step"], "batch_tokens": self.plan.batch_tokens,
                 "lr": self.plan.lr, "wall_time_s": c["wall_time_s"],
                 "gpu_hours": c["wall_time_s"] * d.world_size / 3600 if d.device.type == "cuda" else 0.0,

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from claimsfm.errors import ClaimsfmError, check_number, check_seed
-from claimsfm.model.scale import ModelConfig
+from claimsfm.model.scale import FUTURE_MONTHS, ModelConfig
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class PretrainConfig:
     device: str = "auto"
     progress: bool = True
     time_inputs: bool = True  # embed days before the reference and visit gaps (off only for the ablation)
+    future_months: int = FUTURE_MONTHS  # horizon of the future-codes objective; 0 = MLM only (the ablation)
 
     def check(self) -> None:
         """Every option rule, before the store is opened."""
@@ -50,7 +51,7 @@ class PretrainConfig:
         for name in ("tokens", "steps", "batch_tokens", "micro_batch_tokens", "lr", "max_len", "eval_batches",
                      "eval_every", "checkpoint_every", "grad_clip"):  # finite and > 0 (`--lr nan` included)
             check_number(f"--{name.replace('_', '-')}", getattr(self, name), 0, above=True)
-        for name in ("warmup_steps", "weight_decay", "num_workers", "keep_checkpoints"):
+        for name in ("warmup_steps", "weight_decay", "num_workers", "keep_checkpoints", "future_months"):
             check_number(f"--{name.replace('_', '-')}", getattr(self, name), 0)
         check_seed(self.seed)
         if self.attention not in BACKENDS:
@@ -101,7 +102,8 @@ def make_plan(config: PretrainConfig, vocab_size: int, world_size: int = 1) -> P
     warmup = config.warmup_steps if config.warmup_steps is not None else default_warmup(total)
     out = Path(config.out) if config.out else Path(config.runs) / "pretrain" / config.params
     return Plan(
-        out=out, model=scale.config(vocab_size, config.max_len, config.time_inputs), lr=config.lr or scale.lr,
+        out=out, model=scale.config(vocab_size, config.max_len, config.time_inputs, config.future_months),
+        lr=config.lr or scale.lr,
         batch_tokens=batch, micro_batch_tokens=micro, accum=accum, total_steps=total, warmup_steps=warmup,
         eval_every=config.eval_every or max(1, total // 10),
         checkpoint_every=config.checkpoint_every or max(1, total // 10),

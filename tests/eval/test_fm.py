@@ -36,7 +36,7 @@ def _run(root, out, mode, baselines=(), features="cls+mean+last"):
     return run(cfg)
 
 
-@pytest.mark.parametrize("mode", ["probe", "finetune"])
+@pytest.mark.parametrize("mode", ["attend", "probe", "finetune"])
 def test_fm_modes_learn_and_are_deterministic(setup, tmp_path, mode):
     import pyarrow.parquet as pq
 
@@ -80,16 +80,19 @@ def test_pool_matches_a_per_sequence_loop(setup, features):
     seqs = build_sequences(store, p.subject_idx[:40], cutoff_day=p.t_day[:40], max_len=64)
     batch = collate(seqs, np.arange(40), mlm=None, layout="varlen")
     h = torch.randn(len(batch["input_ids"]), 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    got = pool(h, batch, features)
+    future = torch.nn.Linear(8, 8).double()   # stands in for the model's future-codes head
+    got = pool(h, batch, features, future)
     cu, ids, visit = batch["cu_seqlens"].tolist(), batch["input_ids"].numpy(), batch["visit"].numpy()
     before = batch["days_before"].numpy()
     for b in range(40):
         s, e = cu[b], cu[b + 1]
-        want = [h[s]]
+        parts = features.split("+")
+        want = [future(h[s])] if parts[0] == "future" else []
+        want += [h[s]] if "cls" in parts else []
         code = np.flatnonzero(ids[s:e] >= N_SPECIAL) + s
-        if features != "cls":
+        if "mean" in parts:
             want.append(h[code].mean(0) if len(code) else torch.zeros(8, dtype=h.dtype))
-        if features.startswith("cls+mean+last"):
+        if "last" in parts:
             last = code[visit[code] == visit[s:e].max()]
             want.append(h[last].mean(0) if len(last) else torch.zeros(8, dtype=h.dtype))
         if features.endswith("recent"):

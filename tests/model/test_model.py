@@ -4,6 +4,7 @@ import torch
 
 from claimsfm.errors import ClaimsfmError
 from claimsfm.model import Encoder, ModelConfig, count_params, resolve_scale
+from claimsfm.model.model import cls_states
 
 CFG = ModelConfig(n_layer=2, d_model=64, n_head=2, d_ff=160, vocab_size=300, max_len=64)
 
@@ -71,6 +72,8 @@ def test_gradients_flow_and_loss_is_finite(batches):
     h = model(batch)
     keep = batch["labels"] != -100
     loss = torch.nn.functional.cross_entropy(model.mlm_logits(h[keep]), batch["labels"][keep])
+    future = model.future_logits(cls_states(h, batch))       # (B, vocab): the future-codes head
+    loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(future, torch.zeros_like(future))
     loss.backward()
     assert torch.isfinite(loss)
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())

@@ -37,8 +37,9 @@ def test_plan_splits_the_global_batch_over_ranks_and_micro_batches():
 def test_flops_formula_follows_the_modules():
     cfg = ModelConfig(n_layer=3, d_model=64, n_head=2, d_ff=200, vocab_size=500, max_len=128)
     model = Encoder(cfg)
-    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    linear = sum(m.weight.numel() for m in model.blocks.modules() if isinstance(m, torch.nn.Linear))
     assert matmul_weights(cfg) == linear
+    assert sum(isinstance(m, torch.nn.Linear) for m in model.modules()) == 4 * 3 + 1  # + the future head
     f = step_flops(cfg, real_tokens=1000, masked_tokens=150, sum_len_sq=40_000)
     assert f["flops"] == 6 * linear * 1000 + 6 * 500 * 64 * 150 + f["flops_attention"]
     assert f["flops_attention"] == 12 * 3 * 64 * 40_000
