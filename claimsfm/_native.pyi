@@ -45,11 +45,13 @@ class UkeResult(TypedDict):
     suspected: npt.NDArray[np.uint8]  # (R,) 1 when the diagnosis carries modifier 8002
     dx_start: npt.NDArray[np.int32]   # (R,) 診療開始日 of a diagnosis, INT32_MIN otherwise
     codes: list[str]                  # code id -> MEDS code
-    keys: list[bytes]                 # key id -> patient key bytes (file encoding; never written out)
+    keys: list[bytes]                 # key id -> patient key bytes (file encoding; never written out); absent
+    #                                   with `spill`, which returns keys_blob: bytes and key_offsets (n+1,) int64
     key_utf8: npt.NDArray[np.uint8]   # key id -> 1 UTF-8, 0 CP932
     facilities: list[str]             # facility id -> 7-digit facility code
     rejects: list[tuple[int, int, str, bytes]]  # (file index, line (0 = whole file), reason, masked line)
     stats: UkeStats
+    spilled: int                      # events written to `spill` (then the columns above are empty)
 
 
 class CsvResult(TypedDict):
@@ -65,8 +67,18 @@ class CsvResult(TypedDict):
 
 
 def parse_uke(paths: list[str], link_by: str = "chart", stop_at_first_error: bool = True, threads: int = 1,
-              progress: Progress | None = None) -> UkeResult:
+              progress: Progress | None = None, spill: str = "") -> UkeResult:
     """Parse UKE files into raw event columns (link_by: "chart" | "insurer"); see csrc/uke_parser.hpp."""
+
+
+def sort_events(subject: npt.NDArray[np.int64], time_us: npt.NDArray[np.int64], packed: npt.NDArray[np.int64],
+                value: npt.NDArray[np.float32], dx_start: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """(N,) permutation: ingest's total event order (events.EventTable.sorted is the numpy twin)."""
+
+
+def partition_spill(spill: str, bucket_of_key: npt.NDArray[np.uint16], bucket_paths: list[str],
+                    progress: Progress | None = None) -> npt.NDArray[np.int64]:
+    """Scatter a spill file of SpillRow records into bucket files (input order kept); rows per bucket."""
 
 
 def parse_csv(path: str, threads: int = 1, skip_bad: bool = False) -> CsvResult:

@@ -48,6 +48,10 @@ def register(app: typer.Typer) -> None:
             "1900:2100", "--time-range",
             help="--format meds: the years FIRST:LAST a `time` may fall in; a time outside stops the ingest "
                  "(it usually means a wrong unit)."),
+        memory_limit: Optional[str] = typer.Option(
+            None, "--memory-limit",
+            help="UKE input: RAM for the out-of-core sort (e.g. 2G, 1500M; default: 1/8 of the available memory). "
+                 "Events are spilled to disk and sorted in subject_id buckets that fit in it."),
         name: Optional[str] = typer.Option(
             None, "--name",
             help="dataset_name in metadata/dataset.json (default: a MEDS input's own name, else the --out "
@@ -62,7 +66,7 @@ def register(app: typer.Typer) -> None:
         cfg = IngestConfig(inputs=list(inputs), out=out, format=format, masters=masters, threads=threads,
                            salt_file=salt_file, link_by=link_by, on_error=on_error, overwrite=overwrite,
                            min_count=min_count, code_level=code_level, shard_rows=shard_rows, progress=progress,
-                           name=name, time_range=time_range)
+                           name=name, time_range=time_range, memory_limit=memory_limit)
         summary = run(cfg)
         _print_summary(summary, out)
 
@@ -83,6 +87,21 @@ def _print_summary(s: dict, out: Path) -> None:
         table.add_row("truth", ", ".join(s["truth_files"]))
     console = Console(stderr=True)
     console.print(table)
+    if s.get("stages"):
+        stages = Table(title="ingest stages", show_header=True)
+        stages.add_column("stage")
+        stages.add_column("seconds", justify="right")
+        stages.add_column("share", justify="right")
+        stages.add_column("CPU s", justify="right")
+        stages.add_column("peak RSS MB", justify="right")
+        total = sum(s["stages"].values()) or 1.0
+        peak, cpu = s.get("stages_peak_mb", {}), s.get("stages_cpu", {})
+        for name, sec in s["stages"].items():
+            stages.add_row(name, f"{sec:.2f}", f"{100 * sec / total:.0f}%", f"{cpu.get(name, 0):.2f}",
+                           f"{peak.get(name, 0):.0f}")
+        stages.add_row("total", f"{total:.2f}", "100%", f"{sum(cpu.values()):.2f}",
+                       f"{max(peak.values(), default=0):.0f}")
+        console.print(stages)
     for line in _notes(s):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 

@@ -3,6 +3,8 @@
 
 #include "bind_numpy.hpp"
 #include "csv_parser.hpp"
+#include "event_sort.hpp"
+#include "spill.hpp"
 #include "uke_parser.hpp"
 
 namespace claimsfm_bind {
@@ -13,7 +15,26 @@ struct Progress {
   std::atomic<int64_t> bytes{0};
 };
 
-py::dict uke_result(claimsfm::UkeResult&& r) {
+// Patient keys as one bytes object and (n+1,) offsets: a list of n bytes objects costs ~60 bytes a key
+// more, and the spill path (where memory must not grow with the corpus) only streams through them once.
+void keys_blob(py::dict& d, std::vector<std::string>&& keys) {
+  std::vector<int64_t> offsets(keys.size() + 1, 0);
+  for (size_t i = 0; i < keys.size(); ++i) offsets[i + 1] = offsets[i] + static_cast<int64_t>(keys[i].size());
+  py::bytes blob(nullptr, 0);
+  {
+    std::string all;
+    all.reserve(static_cast<size_t>(offsets.back()));
+    for (std::string& k : keys) {
+      all += k;
+      std::string().swap(k);  // free as we go
+    }
+    blob = py::bytes(all);
+  }
+  d["keys_blob"] = blob;
+  d["key_offsets"] = to_numpy(std::move(offsets));
+}
+
+py::dict uke_result(claimsfm::UkeResult&& r, bool blob) {
   py::dict d;
   d["key"] = to_numpy(std::move(r.events.key));
   d["day"] = to_numpy(std::move(r.events.day));
@@ -23,9 +44,13 @@ py::dict uke_result(claimsfm::UkeResult&& r) {
   d["suspected"] = to_numpy(std::move(r.events.suspected));
   d["dx_start"] = to_numpy(std::move(r.events.dx_start));
   d["codes"] = py::cast(r.codes);
-  py::list keys;
-  for (const std::string& k : r.keys) keys.append(py::bytes(k));
-  d["keys"] = keys;
+  if (blob) {
+    keys_blob(d, std::move(r.keys));
+  } else {
+    py::list keys;
+    for (const std::string& k : r.keys) keys.append(py::bytes(k));
+    d["keys"] = keys;
+  }
   d["key_utf8"] = to_numpy(std::move(r.key_utf8));
   d["facilities"] = py::cast(r.facilities);
   py::list rejects;
@@ -38,11 +63,12 @@ py::dict uke_result(claimsfm::UkeResult&& r) {
   CLAIMSFM_UKE_STATS(CLAIMSFM_STAT)
 #undef CLAIMSFM_STAT
   d["stats"] = st;
+  d["spilled"] = r.spilled;
   return d;
 }
 
 py::dict parse_uke(const std::vector<std::string>& paths, const std::string& link_by,
-                   bool stop_at_first_error, int threads, Progress* progress) {
+                   bool stop_at_first_error, int threads, Progress* progress, const std::string& spill) {
   claimsfm::UkeOptions opt;
   if (link_by != "chart" && link_by != "insurer") throw py::value_error("link_by: chart|insurer");
   opt.link_by = link_by == "insurer" ? claimsfm::LinkBy::insurer : claimsfm::LinkBy::chart;
@@ -51,9 +77,9 @@ py::dict parse_uke(const std::vector<std::string>& paths, const std::string& lin
   claimsfm::UkeResult r;
   {
     py::gil_scoped_release release;
-    r = claimsfm::parse_uke_files(paths, opt, progress ? &progress->bytes : nullptr);
+    r = claimsfm::parse_uke_files(paths, opt, progress ? &progress->bytes : nullptr, spill);
   }
-  return uke_result(std::move(r));
+  return uke_result(std::move(r), !spill.empty());
 }
 
 py::dict parse_csv(const std::string& path, int threads, bool skip_bad) {
@@ -92,6 +118,32 @@ py::tuple group_by_subject(py::array_t<int64_t, py::array::c_style | py::array::
                         to_numpy(std::move(subjects)));
 }
 
+py::array_t<int64_t> sort_events(carray<int64_t> subject, carray<int64_t> time_us, carray<int64_t> packed,
+                                 carray<float> value, carray<int64_t> dx_start) {
+  const py::ssize_t n = subject.size();
+  if (time_us.size() != n || packed.size() != n || value.size() != n || dx_start.size() != n) {
+    throw py::value_error("sort_events: the columns differ in length");
+  }
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  {
+    py::gil_scoped_release release;  // the arrays are held by this call
+    claimsfm::sort_events(subject.data(), time_us.data(), packed.data(), value.data(), dx_start.data(), n,
+                          order.data());
+  }
+  return to_numpy(std::move(order));
+}
+
+py::array_t<int64_t> partition_spill(const std::string& spill, carray<uint16_t> bucket_of_key,
+                                     const std::vector<std::string>& bucket_paths, Progress* progress) {
+  std::vector<int64_t> counts;
+  {
+    py::gil_scoped_release release;  // bucket_of_key is held by this call
+    counts = claimsfm::partition_spill(spill, bucket_of_key.data(), bucket_of_key.size(), bucket_paths,
+                                       progress ? &progress->bytes : nullptr);
+  }
+  return to_numpy(std::move(counts));
+}
+
 }  // namespace
 
 void bind_ingest(py::module_& m) {
@@ -103,10 +155,15 @@ void bind_ingest(py::module_& m) {
       .def_property_readonly("value", [](const Progress& p) { return p.bytes.load(); });
   m.def("parse_uke", &parse_uke, py::arg("paths"), py::arg("link_by") = "chart",
         py::arg("stop_at_first_error") = true, py::arg("threads") = 1,
-        py::arg("progress") = nullptr,
-        "Parse UKE files into raw event columns (see csrc/uke_parser.hpp).");
+        py::arg("progress") = nullptr, py::arg("spill") = "",
+        "Parse UKE files into raw event columns (see csrc/uke_parser.hpp); with `spill`, the events go to "
+        "that file as SpillRow records, the columns come back empty and the keys as keys_blob + key_offsets.");
   m.def("parse_csv", &parse_csv, py::arg("path"), py::arg("threads") = 1,
         py::arg("skip_bad") = false, "Parse a subject_id,time,code[,numeric_value] CSV.");
+  m.def("sort_events", &sort_events, py::arg("subject"), py::arg("time_us"), py::arg("packed"), py::arg("value"),
+        py::arg("dx_start"), "Permutation in ingest's total event order (see csrc/event_sort.hpp).");
+  m.def("partition_spill", &partition_spill, py::arg("spill"), py::arg("bucket_of_key"), py::arg("bucket_paths"),
+        py::arg("progress") = nullptr, "Scatter a spill file into bucket files by key (see csrc/spill.hpp); returns rows per bucket.");
   m.def("group_by_subject", &group_by_subject, py::arg("subject"), py::arg("time_us"),
         py::arg("threads") = 1,
         "Permutation grouping events by subject, time-ordered: (order, offsets, subjects).");

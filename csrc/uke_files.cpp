@@ -1,7 +1,11 @@
 // Reading UKE files from disk, parsing them on a pool of std::threads and merging the per-file
 // results in input order, so the output does not depend on the thread count.
 #include <algorithm>
+#include <cstdio>
+#include <exception>
 #include <filesystem>
+#include <memory>
+#include <stdexcept>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -34,6 +38,7 @@ struct Merger {
   // both over out.keys.
   FlatTableIds keys_utf8, keys_cp932;
   std::unordered_map<std::string, int32_t> facilities;
+  std::FILE* spill = nullptr;  // events go here as SpillRow records instead of into out.events
 
   template <class K, class F>
   static int32_t intern(std::unordered_map<K, int32_t>& map, const K& k, F&& push) {
@@ -60,8 +65,33 @@ struct Merger {
     }
     for (const std::string& fc : f.facilities)
       fac_map.push_back(intern(facilities, fc, [&] { out.facilities.push_back(fc); }));
-    EventColumns& e = out.events;
     const EventColumns& s = f.events;
+    if (spill) {
+      write_spill(s, code_map, key_map, fac_map);
+    } else {
+      append(s, code_map, key_map, fac_map);
+    }
+    for (Reject& r : f.rejects) out.rejects.push_back(std::move(r));
+    out.stats.add(f.stats);
+    f = FileResult();  // free the file's memory as soon as it is merged
+  }
+
+  void write_spill(const EventColumns& s, const std::vector<int32_t>& code_map, const std::vector<int32_t>& key_map,
+                   const std::vector<int32_t>& fac_map) {
+    std::vector<SpillRow> rows(s.size());
+    for (size_t i = 0; i < s.size(); ++i) {
+      rows[i] = SpillRow{key_map[s.key[i]], s.day[i], code_map[s.code[i]], fac_map[s.facility[i]], s.dx_start[i],
+                         s.value[i], s.suspected[i], {0, 0, 0}};
+    }
+    if (!rows.empty() && std::fwrite(rows.data(), sizeof(SpillRow), rows.size(), spill) != rows.size()) {
+      throw std::runtime_error("cannot write the spill file (disk full?)");
+    }
+    out.spilled += static_cast<int64_t>(rows.size());
+  }
+
+  void append(const EventColumns& s, const std::vector<int32_t>& code_map, const std::vector<int32_t>& key_map,
+              const std::vector<int32_t>& fac_map) {
+    EventColumns& e = out.events;
     for (size_t i = 0; i < s.size(); ++i) {
       e.key.push_back(key_map[s.key[i]]);
       e.code.push_back(code_map[s.code[i]]);
@@ -71,9 +101,6 @@ struct Merger {
     e.value.insert(e.value.end(), s.value.begin(), s.value.end());
     e.suspected.insert(e.suspected.end(), s.suspected.begin(), s.suspected.end());
     e.dx_start.insert(e.dx_start.end(), s.dx_start.begin(), s.dx_start.end());
-    for (Reject& r : f.rejects) out.rejects.push_back(std::move(r));
-    out.stats.add(f.stats);
-    f = FileResult();  // free the file's memory as soon as it is merged
   }
 };
 
@@ -96,15 +123,22 @@ void reserve_events(EventColumns& e, const std::vector<std::string>& paths) {
 }  // namespace
 
 UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOptions& opt,
-                          std::atomic<int64_t>* bytes_done) {
+                          std::atomic<int64_t>* bytes_done, const std::string& spill_path) {
   const size_t n = paths.size();
   std::vector<FileResult> results(n);
   std::vector<char> done(n, 0);
   std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
   UkeResult out;
-  reserve_events(out.events, paths);
-  Merger merger{out, {}, {}, {}, {}};
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> spill(nullptr, &std::fclose);
+  if (spill_path.empty()) {
+    reserve_events(out.events, paths);
+  } else {
+    spill.reset(std::fopen(spill_path.c_str(), "wb"));
+    if (!spill) throw std::runtime_error("cannot create the spill file " + spill_path);
+  }
+  Merger merger{out, {}, {}, {}, {}, spill.get()};
+  std::exception_ptr error;  // a spill write failure, re-thrown after the threads have joined
   std::mutex merge_mutex;
   size_t merged = 0;  // files [0, merged) are in `out`; guarded by merge_mutex
   auto worker = [&] {
@@ -127,7 +161,14 @@ UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOption
       // file's events per thread wait outside the output.
       std::lock_guard<std::mutex> lock(merge_mutex);
       done[i] = 1;
-      for (; merged < n && done[merged]; ++merged) merger.add(results[merged]);
+      for (; merged < n && done[merged] && !error; ++merged) {
+        try {
+          merger.add(results[merged]);
+        } catch (...) {
+          error = std::current_exception();
+          failed.store(true);
+        }
+      }
     }
   };
   const int threads = std::max(1, std::min<int>(opt.threads, static_cast<int>(n)));
@@ -135,6 +176,8 @@ UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOption
   for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
   worker();
   for (std::thread& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
+  if (spill && std::fflush(spill.get()) != 0) throw std::runtime_error("cannot write the spill file " + spill_path);
   return out;
 }
 

@@ -78,11 +78,25 @@ struct UkeResult {
   std::vector<std::string> facilities;  // facility id -> 7-digit facility code
   std::vector<Reject> rejects;          // ordered by (file, line)
   UkeStats stats;
+  int64_t spilled = 0;                  // events written to the spill file (0 without one)
 };
+
+// One event as the out-of-core ingest spills it to disk (claimsfm/ingest/spill.py reads the same
+// layout as a numpy structured dtype, SPILL_DTYPE): global ids, little-endian, 28 bytes, no padding
+// left uninitialised.
+struct SpillRow {
+  int32_t key, day, code, facility, dx_start;
+  float value;
+  uint8_t suspected, pad[3];
+};
+static_assert(sizeof(SpillRow) == 28, "SpillRow layout is shared with claimsfm/ingest/spill.py");
 
 FileResult parse_uke_buffer(std::string_view data, int32_t file_index, const UkeOptions& opt);
 // Parse files in parallel (opt.threads). `bytes_done` (may be null) is advanced as files finish.
+// With a `spill_path`, events are appended there as SpillRow records (input order, as they would
+// be in `events`) and `events` stays empty: memory is bounded by the files being parsed plus the
+// key, code and facility tables. Throws std::runtime_error when the spill file cannot be written.
 UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOptions& opt,
-                          std::atomic<int64_t>* bytes_done);
+                          std::atomic<int64_t>* bytes_done, const std::string& spill_path = "");
 
 }  // namespace claimsfm

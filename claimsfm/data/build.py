@@ -7,6 +7,7 @@ final positions. Only one shard is in memory at a time.
 """
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ _US_PER_DAY = 86_400_000_000
 def _progress(items, desc):
     from tqdm.auto import tqdm
 
-    return tqdm(items, desc=desc, unit="shard", disable=None, leave=False)
+    return tqdm(total=len(items), desc=desc, unit="shard", disable=None, leave=False)
 
 
 @dataclass
@@ -244,6 +245,32 @@ def _write_shard(mm: dict, scan: _Scan, rows: np.ndarray, code_index, tokens) ->
         mm[name][dest] = ev[name]
 
 
+def write_json_files(folder: Path, vocab: dict, code_names: list, parents: dict, code_counts, n: int, n_events: int,
+                     code_level: str, min_count: int, months: tuple, source: str) -> None:
+    """vocab.json, codes.json and format.json (also written by claimsfm.data.stream, the streaming twin)."""
+    write_json(folder / "vocab.json", vocab)
+    write_json(folder / "codes.json", [{"code": c, "parents": parents.get(c, []), "count": code_counts[c]}
+                                       for c in code_names])
+    write_json(folder / "format.json", {
+        "FORMAT_VERSION": F.FORMAT_VERSION, "n_subjects": n, "n_events": n_events,
+        "n_codes": len(code_names), "vocab_size": len(vocab), "code_level": code_level,
+        "min_count": min_count, "vocab_split": SPLITS[TRAIN], "first_month": months[0],
+        "last_month": months[1], "source": source, "claimsfm_version": __version__,
+    })
+
+
+def _release(mm: dict) -> None:
+    """Unmap the pages written so far (they stay in the page cache and reach the file): mapped pages
+    count in the process's RSS, which would otherwise grow with the dataset. MADV_DONTNEED is safe on a
+    shared file mapping, even while another thread writes: the next access maps the same page again."""
+    import mmap
+
+    for arr in mm.values():
+        raw = getattr(arr, "_mmap", None)  # numpy.memmap keeps its mmap.mmap here
+        if raw is not None and hasattr(raw, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            raw.madvise(mmap.MADV_DONTNEED)
+
+
 def _shard_paths(meds_dir: Path) -> list[Path]:
     data = meds_dir / "data"
     paths = sorted(data.rglob("*.parquet")) if data.is_dir() else []
@@ -265,20 +292,46 @@ def _merge_scans(scans: list[_Scan]):
 
 
 def build_store(meds_dir, out_dir, min_count: int = 5, code_level: str = "raw", overwrite: bool = True,
-                source=None) -> Store:
+                source=None, threads: int = 1) -> Store:
     """Build the token store of the MEDS dataset `meds_dir` into `out_dir` and open it.
 
     Streams one MEDS shard at a time (two passes: counts, then arrays written into memory-mapped
     `.npy` files), so the dataset may be larger than RAM. `code_level` is "raw" (receipt codes) or
     "mapped" (a code's coarsest parent in metadata/codes.parquet, e.g. ICD10//E11, YJ//3969);
-    tokens seen fewer than `min_count` times in the train split become [UNK].
+    tokens seen fewer than `min_count` times in the train split become [UNK]. `threads` shards are read
+    and written at once (Arrow, numpy and order_events release the GIL; shards fill disjoint rows), so
+    memory grows with `threads` shards; the files do not depend on it.
     """
     build(Path(meds_dir), Path(out_dir), min_count=min_count, code_level=code_level, overwrite=overwrite,
-          source=source)
+          source=source, threads=threads)
     return Store(out_dir)
 
 
-def build(meds_dir: Path, out_dir: Path, min_count: int, code_level: str, overwrite: bool, source=None) -> None:
+def _map(fn, items, threads: int, desc: str) -> list:
+    """[fn(x) for x in items] on `threads` threads, in order, with a progress bar."""
+    items = list(items)
+    bar = _progress(range(len(items)), desc)
+    if threads <= 1 or len(items) <= 1:
+        out = []
+        for x in items:
+            out.append(fn(x))
+            bar.update(1)
+        bar.close()
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        futures = [pool.submit(fn, x) for x in items]
+        out = []
+        for f in futures:
+            out.append(f.result())
+            bar.update(1)
+    bar.close()
+    return out
+
+
+def build(meds_dir: Path, out_dir: Path, min_count: int, code_level: str, overwrite: bool, source=None,
+          threads: int = 1) -> None:
     """Write the store (see build_store) without opening it."""
     if code_level not in CODE_LEVELS:
         raise ClaimsfmError(f"--code-level must be one of {', '.join(CODE_LEVELS)}, got {code_level!r}")
@@ -290,7 +343,7 @@ def build(meds_dir: Path, out_dir: Path, min_count: int, code_level: str, overwr
         raise ClaimsfmError(f"{meds_dir / 'metadata' / 'codes.parquet'}: --code-level mapped needs parent codes "
                             "(ingest with --masters)")
     splits = _Splits(meds_dir)
-    scans = [_scan(p, splits) for p in _progress(paths, "store: counting")]
+    scans = _map(lambda p: _scan(p, splits), paths, threads, "store: counting")
     code_counts, train_counts, first_month, last_month = _merge_scans(scans)
     code_names = sorted(code_counts)
     vocab = _make_vocab(train_counts, parents, code_level, min_count)
@@ -305,19 +358,16 @@ def build(meds_dir: Path, out_dir: Path, min_count: int, code_level: str, overwr
                 mm[name] = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype, shape=(size,))
             mm["offsets"][:] = offsets
             code_index = pa.array(code_names, pa.string())
-            for scan, r in zip(scans, _progress(rows, "store: writing")):
-                _write_shard(mm, scan, r, code_index, tokens)
+
+            def write(sr, mm):
+                _write_shard(mm, sr[0], sr[1], code_index, tokens)
+                _release(mm)
+
+            _map(functools.partial(write, mm=mm), list(zip(scans, rows)), threads, "store: writing")
             for arr in mm.values():
                 arr.flush()
             del mm
-            write_json(tmp / "vocab.json", vocab)
-            write_json(tmp / "codes.json", [{"code": c, "parents": parents.get(c, []), "count": code_counts[c]}
-                                            for c in code_names])
-            write_json(tmp / "format.json", {
-                "FORMAT_VERSION": F.FORMAT_VERSION, "n_subjects": n, "n_events": n_events,
-                "n_codes": len(code_names), "vocab_size": len(vocab), "code_level": code_level,
-                "min_count": min_count, "vocab_split": SPLITS[TRAIN], "first_month": first_month,
-                "last_month": last_month, "source": str(source or meds_dir), "claimsfm_version": __version__,
-            })
+            write_json_files(tmp, vocab, code_names, parents, code_counts, n, n_events, code_level, min_count,
+                             (first_month, last_month), str(source or meds_dir))
     except FileExistsError:
         raise ClaimsfmError(f"{out_dir}: already exists (pass overwrite=True / --overwrite)") from None

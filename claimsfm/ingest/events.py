@@ -44,15 +44,26 @@ class EventTable:
                           self.suspected[idx], self.dx_start_us[idx],
                           None if self.text is None else self.text[idx], self.text_names)
 
+    def _packed(self) -> np.ndarray:
+        """(N,) int64 code rank, facility rank and suspected, so that one integer compares like the three."""
+        code_rank = code_ranks(self.code_names)
+        fac_rank = code_ranks(self.facility_names)
+        fac = np.where(self.facility >= 0, fac_rank[np.maximum(self.facility, 0)] if len(fac_rank) else 0, -1)
+        packed = (code_rank[self.code].astype(np.int64) << 33 if len(self.code) else self.code.astype(np.int64))
+        return packed | ((fac.astype(np.int64) + 1) << 1) | self.suspected.astype(np.int64)
+
+    def sorted_native(self) -> "EventTable":
+        """`sorted()` in C++ (csrc/event_sort.cpp, GIL released): the same rows in the same order."""
+        from claimsfm.native import native
+
+        order = native().sort_events(self.subject, self.time_us, self._packed(), self.value, self.dx_start_us)
+        return self.take(order)
+
     def sorted(self) -> "EventTable":
         """Order by (subject, time with static rows first, code, facility, suspected, value,
         dx_start) — a total order, so the output does not depend on which parser or how many
         threads produced it. Sorts on three keys, then only the tied rows on the other two."""
-        code_rank = _ranks(self.code_names)
-        fac_rank = _ranks(self.facility_names)
-        fac = np.where(self.facility >= 0, fac_rank[np.maximum(self.facility, 0)] if len(fac_rank) else 0, -1)
-        packed = (code_rank[self.code].astype(np.int64) << 33 if len(self.code) else self.code.astype(np.int64))
-        packed = packed | ((fac.astype(np.int64) + 1) << 1) | self.suspected.astype(np.int64)
+        packed = self._packed()
         order = np.lexsort((packed, self.time_us, self.subject))
         s, t, p = self.subject[order], self.time_us[order], packed[order]
         same = (s[1:] == s[:-1]) & (t[1:] == t[:-1]) & (p[1:] == p[:-1])
@@ -65,9 +76,30 @@ class EventTable:
         return self.take(order)
 
 
-def _ranks(names: list) -> np.ndarray:
-    """Rank of each name in sorted order (int64), so ids compare like the strings."""
-    return np.argsort(np.argsort(np.asarray(names, dtype=object), kind="stable")).astype(np.int64)
+_NAME_CACHE: dict[int, tuple] = {}  # id(name list) -> (the list, its tables): buckets share one list
+
+
+def _name_tables(names: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rank, is_dx, once) per name: rank in sorted order (int64), so ids compare like the strings;
+    whether a code is a diagnosis or a once-per-subject code. Cached per list object, since the
+    out-of-core ingest asks for the same code table once per bucket."""
+    hit = _NAME_CACHE.get(id(names))
+    if hit is not None and hit[0] is names and len(hit[0]) == len(hit[1][0]):
+        return hit[1]
+    arr = np.asarray(names, dtype=object)
+    rank = np.argsort(np.argsort(arr, kind="stable")).astype(np.int64)
+    is_dx = np.array([str(n).startswith("JPDX//") for n in names], dtype=bool)
+    once = np.isin(arr, _ONCE_PER_SUBJECT) if len(names) else np.zeros(0, bool)
+    if len(_NAME_CACHE) > 8:
+        _NAME_CACHE.clear()
+    _NAME_CACHE[id(names)] = (names, (rank, is_dx, once))
+    return rank, is_dx, once
+
+
+def code_ranks(names: list) -> np.ndarray:
+    """(len(names),) int64 rank of each name in sorted order."""
+    return _name_tables(names)[0]
+
 
 
 def _days_to_us(day: np.ndarray) -> np.ndarray:
@@ -77,20 +109,25 @@ def _days_to_us(day: np.ndarray) -> np.ndarray:
 def from_uke(raw: dict, salt: bytes) -> EventTable:
     """Raw parser output (see csrc/uke_parser.hpp) -> de-duplicated, sorted EventTable."""
     key_sid = pseudo.subject_ids(salt, raw["keys"], raw["key_utf8"])
-    subject = key_sid[raw["key"]] if len(raw["key"]) else np.zeros(0, np.int64)
     facility_names = [pseudo.facility_label(salt, f) for f in raw["facilities"]]
-    table = EventTable(subject, _days_to_us(raw["day"]), raw["code"].astype(np.int32),
-                       list(raw["codes"]), raw["value"].astype(np.float32),
-                       raw["facility"].astype(np.int32), facility_names,
-                       raw["suspected"].astype(bool), _days_to_us(raw["dx_start"]))
-    return first_observations(table).sorted()
+    return raw_table(key_sid, raw["key"], raw["day"], raw["code"], list(raw["codes"]), raw["value"],
+                     raw["facility"], facility_names, raw["suspected"], raw["dx_start"])
+
+
+def raw_table(key_sid, key, day, code, code_names, value, facility, facility_names, suspected,
+              dx_start, native_sort: bool = False) -> EventTable:
+    """Raw event columns (key ids, days) of whole subjects -> de-duplicated, sorted EventTable.
+    The whole corpus (from_uke) or one subject_id bucket of it (spill.py) gives the same rows."""
+    subject = key_sid[key] if len(key) else np.zeros(0, np.int64)
+    table = EventTable(subject, _days_to_us(day), code.astype(np.int32), code_names, value.astype(np.float32),
+                       facility.astype(np.int32), facility_names, suspected.astype(bool), _days_to_us(dx_start))
+    table = first_observations(table)
+    return table.sorted_native() if native_sort else table.sorted()
 
 
 def first_observations(t: EventTable) -> EventTable:
     """Keep the first diagnosis per (subject, code, suspected), one sex/birth/death per subject."""
-    names = np.asarray(t.code_names, dtype=object)
-    is_dx = np.array([n.startswith("JPDX//") for n in names], dtype=bool)
-    once = np.isin(names, _ONCE_PER_SUBJECT) if len(names) else np.zeros(0, bool)
+    _, is_dx, once = _name_tables(t.code_names)
     if not len(t):
         return t
     dx, single = is_dx[t.code], once[t.code]

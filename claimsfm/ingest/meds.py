@@ -137,13 +137,14 @@ def _shard_bounds(subject: np.ndarray, shard_rows: int) -> list[tuple[int, int]]
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def write_metadata(t: EventTable, out: Path, codes_table: pa.Table, info: dict,
-                   splits: Splits | None = None) -> dict:
+def write_metadata(t: EventTable | None, out: Path, codes_table: pa.Table, info: dict,
+                   splits: Splits | None = None, subjects: np.ndarray | None = None) -> dict:
     """codes.parquet, subject_splits.parquet and dataset.json. `info` holds dataset_name,
-    dataset_version and the claimsfm-specific fields (kept under "claimsfm")."""
+    dataset_version and the claimsfm-specific fields (kept under "claimsfm"). `subjects` (sorted
+    unique subject_ids) stands in for `t` when the events are not in memory."""
     meta = out / "metadata"
     meta.mkdir(parents=True, exist_ok=True)
-    subjects = np.unique(t.subject)
+    subjects = np.unique(t.subject) if subjects is None else subjects
     codes = splits.of(subjects) if splits is not None else split_codes(subjects)
     names = np.asarray(SPLITS, dtype=object)[codes]
     pq.write_table(pa.table({"subject_id": pa.array(subjects, pa.int64()),
@@ -342,7 +343,7 @@ def unused_by_store(t: EventTable) -> dict:
             "events_with_time_of_day": int((dated % _US_PER_DAY != 0).sum())}
 
 
-def dataset_splits(t: EventTable, foreign: list[Path], fmt: str) -> Splits:
+def dataset_splits(t: EventTable | None, foreign: list[Path], fmt: str) -> Splits:
     """The splits an ingest writes: a foreign MEDS input's own (one to one), else the subject_id hash."""
     given = read_splits(foreign) if foreign else None
     if given is not None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 
 from claimsfm.data.format import CODE_LEVELS
 from claimsfm.errors import ClaimsfmError, located
-from claimsfm.ingest import csvfmt, events, masters, meds, pseudo, truth
+from claimsfm.ingest import csvfmt, events, masters, meds, pseudo, shards, spill, truth
 from claimsfm.ingest.inputs import Inputs, find_inputs, fingerprint, same_dataset
 from claimsfm.io import read_parquet, write_run_config, write_text
 from claimsfm.outdir import build
@@ -44,6 +43,7 @@ class IngestConfig:
     progress: bool = True
     name: str | None = None       # dataset.json dataset_name (default: the input's own, else the --out name)
     time_range: str = meds.TIME_RANGE  # --format meds: years a `time` may fall in (outside: an error)
+    memory_limit: str | None = None  # --memory-limit for the out-of-core UKE ingest (None: spill.MEMORY_FRACTION)
 
     def check(self) -> None:
         for flag, value, allowed in (("--format", self.format, FORMATS), ("--link-by", self.link_by, LINK_BY),
@@ -57,6 +57,7 @@ class IngestConfig:
             raise ClaimsfmError("--min-count: must be >= 1")
         if self.shard_rows < 1:
             raise ClaimsfmError("--shard-rows: must be >= 1")
+        spill.parse_memory(self.memory_limit)
 
     def n_threads(self) -> int:
         return self.threads or os.cpu_count() or 1
@@ -65,17 +66,24 @@ class IngestConfig:
 def run(config: IngestConfig) -> dict:
     """Ingest, build the token store, and move the finished folder to `config.out`."""
     config.check()
+    t0 = time.perf_counter()
     found = find_inputs(config.inputs, config.format, config.on_error == "skip")
     fp = fingerprint(found.files, _identity(config))
     inputs = [*config.inputs, *found.synth, config.masters, config.salt_file]
     replace = config.overwrite or same_dataset(config.out, fp)
     with build(config.out, "ingest", inputs, replace=replace) as work:
-        summary = write_dataset(config, work, found, fp)
-        from claimsfm.data.build import build_store
+        summary = write_dataset(config, work, found, fp, store=True)
+        if "store" not in summary["stages"]:  # the out-of-core UKE path builds it while it writes MEDS
+            from claimsfm.data.build import build_store
 
-        build_store(meds_dir=work, out_dir=work / "store", min_count=config.min_count,
-                    code_level=config.code_level, source=Path(config.out).resolve())
+            t1, c0 = time.perf_counter(), time.process_time()
+            build_store(meds_dir=work, out_dir=work / "store", min_count=config.min_count,
+                        code_level=config.code_level, source=Path(config.out).resolve(), threads=config.n_threads())
+            summary["stages"]["store"] = round(time.perf_counter() - t1, 3)
+            summary["stages_cpu"]["store"] = round(time.process_time() - c0, 3)
+            summary["stages_peak_mb"]["store"] = spill.peak_rss_mb()
         write_run_config(work, _settings(config))
+    summary["seconds"] = round(time.perf_counter() - t0, 3)  # the whole run, the build folder's rename included
     return summary
 
 
@@ -90,48 +98,143 @@ def _settings(config: IngestConfig) -> dict:
     return {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "inputs" else v) for k, v in s.items()}
 
 
-def write_dataset(config: IngestConfig, work: Path, found: Inputs | None = None, fp: str | None = None) -> dict:
-    """The MEDS dataset (data/, metadata/, truth/, rejects.txt) into the folder `work`."""
+def write_dataset(config: IngestConfig, work: Path, found: Inputs | None = None, fp: str | None = None,
+                  in_memory: bool = False, store: bool = False) -> dict:
+    """The MEDS dataset (data/, metadata/, truth/, rejects.txt) into the folder `work`.
+
+    UKE input goes through the out-of-core path (spill.py) unless `in_memory`: the whole table in
+    RAM, kept as the reference twin that the out-of-core files must equal byte for byte. With `store`,
+    the out-of-core path also writes the token store (`work/store`, data/stream.py) and the summary's
+    `stages` has a "store" entry; otherwise the caller builds it from the MEDS files."""
     config.check()
     found = found or find_inputs(config.inputs, config.format, config.on_error == "skip")
     fp = fp or fingerprint(found.files, _identity(config))
     work = Path(work)
     t0 = time.perf_counter()
+    stages = spill.Stages()
     salt, salt_source = None, None
+    foreign = found.files if config.format == "meds" else []
     if config.format == "uke":
         salt, salt_source = pseudo.resolve_salt(config.salt_file, config.out, work)
-        table, rejects, stats = _read_uke(config, found.files, salt)
-    elif config.format == "csv":
-        table, rejects, stats = csvfmt.read_csv(found.files, config.n_threads(), config.on_error == "skip")
-        table = table.sorted()
+    streamed = None
+    if config.format == "uke" and not in_memory:
+        splits = meds.dataset_splits(None, foreign, config.format)
+        rejects, stats, written, master_rows, streamed = _write_uke_spilled(config, work, found, salt, splits,
+                                                                            stages, store)
     else:
-        table, rejects, stats = _read_meds(found.files, config.time_range)
-    rejects = [f"{path}: {why}" for path, why in found.skipped] + rejects  # unreadable inputs (--on-error skip)
-    if len(table) == 0:  # else the token store would fail later, naming the temporary build folder
-        first = config.inputs[0] if config.inputs else "INPUT"
-        raise ClaimsfmError(f"{first}{' (and the other inputs)' if len(config.inputs) > 1 else ''}: no valid "
-                            f"events to ingest ({len(found.files)} files read, {len(rejects)} lines rejected); "
-                            "nothing was written")
-    master_rows = _master_rows(config, found)
-    parse_s = stats.pop("parse_seconds", time.perf_counter() - t0)
-    foreign = found.files if config.format == "meds" else []
-    splits = meds.dataset_splits(table, foreign, config.format)
-    unused = meds.unused_by_store(table)
-    split_counts = meds.write_data(table, work, config.shard_rows, splits)
+        with stages("parse"):
+            table, rejects, stats = _read_table(config, found, salt)
+        rejects = _skipped(found) + rejects
+        _check_events(config, found, len(table), rejects)
+        master_rows = _master_rows(config, found)
+        splits = meds.dataset_splits(table, foreign, config.format)
+        with stages("sort+write"):
+            written = _write_table(table, work, config.shard_rows, splits)
+    parse_s = stats.pop("parse_seconds", stages.seconds.get("parse", 0.0))
+    unused = written["unused"]
     info = {"dataset_name": Path(config.out).name, "dataset_version": fp[:16], "input_fingerprint": fp,
             **meds.dataset_names(config.name, foreign), "inputs": [str(p) for p in config.inputs],
             "format": config.format, "link_by": config.link_by, "salt": salt_source, "splits": splits.source,
             "events_with_time_of_day": unused["events_with_time_of_day"]}
-    counts = meds.write_metadata(table, work, masters.codes_table(table.code_names, master_rows), info, splits)
-    if config.on_error == "skip":
-        write_text(work / "rejects.txt", "".join(line + "\n" for line in rejects))
-    rekeyed = []
-    if found.truth is not None and salt is not None:
-        rekeyed = truth.rekey_truth(found.truth, work / "truth", salt, config.link_by)
+    with stages("metadata"):
+        counts = meds.write_metadata(None, work, masters.codes_table(written["code_names"], master_rows), info,
+                                     splits, subjects=written["subjects"])
+        if config.on_error == "skip":
+            write_text(work / "rejects.txt", "".join(line + "\n" for line in rejects))
+        rekeyed = []
+        if found.truth is not None and salt is not None:
+            rekeyed = truth.rekey_truth(found.truth, work / "truth", salt, config.link_by)
+    if streamed is not None:
+        with stages("store"):
+            try:
+                streamed.close(written["per_code"], work, config.min_count, config.code_level,
+                               str(Path(config.out).resolve()), config.progress)
+            finally:
+                streamed.abort()
     accounting = {"files_read": int(stats.get("files", len(found.files)) - stats.get("files_rejected", 0)),
                   "inputs_skipped": len(found.skipped), "duplicate_inputs": found.duplicates}
-    summary = _summary(table, stats, rejects, counts, split_counts, rekeyed, parse_s, time.perf_counter() - t0)
-    return {**accounting, **summary, "splits": splits.source, "notes": splits.notes, **unused}
+    summary = _summary(written, stats, rejects, counts, rekeyed, parse_s, time.perf_counter() - t0)
+    return {**accounting, **summary, "splits": splits.source, "notes": splits.notes, **unused,
+            "stages": stages.seconds, "stages_cpu": stages.cpu, "stages_peak_mb": stages.peak_mb}
+
+
+def _read_table(config: IngestConfig, found: Inputs, salt: bytes | None):
+    if config.format == "uke":
+        return _read_uke(config, found.files, salt)
+    if config.format == "csv":
+        table, rejects, stats = csvfmt.read_csv(found.files, config.n_threads(), config.on_error == "skip")
+        return table.sorted(), rejects, stats
+    return _read_meds(found.files, config.time_range)
+
+
+def _skipped(found: Inputs) -> list[str]:
+    """Unreadable inputs left out under --on-error skip, as reject lines."""
+    return [f"{path}: {why}" for path, why in found.skipped]
+
+
+def _check_events(config: IngestConfig, found: Inputs, n_events: int, rejects: list) -> None:
+    if n_events == 0:  # else the token store would fail later, naming the temporary build folder
+        first = config.inputs[0] if config.inputs else "INPUT"
+        raise ClaimsfmError(f"{first}{' (and the other inputs)' if len(config.inputs) > 1 else ''}: no valid "
+                            f"events to ingest ({len(found.files)} files read, {len(rejects)} lines rejected); "
+                            "nothing was written")
+
+
+def _write_table(table, work: Path, shard_rows: int, splits) -> dict:
+    """The in-memory writer: the whole table at once (the reference twin of spill.sort_and_write)."""
+    split_counts = meds.write_data(table, work, shard_rows, splits)
+    per_code = np.bincount(table.code, minlength=len(table.code_names))
+    return {"code_names": table.code_names, "per_code": per_code, "events": len(table), "split_counts": split_counts,
+            "subjects": np.unique(table.subject), "unused": meds.unused_by_store(table)}
+
+
+def _write_uke_spilled(config: IngestConfig, work: Path, found: Inputs, salt: bytes, splits, stages, store: bool):
+    """Parse to a spill file, pseudonymise the key table, partition by subject_id, sort and write each bucket
+    (and its token store rows, with `store`: the StoreWriter returned, to close once metadata/ is written)."""
+    folder = spill.spill_folder(work)
+    spill.return_freed_memory()
+    streamed = None
+    try:
+        with stages("parse"):
+            raw = parse_uke_with_progress([str(f) for f in found.files], config, folder / "events.bin")
+            rejects = _skipped(found) + _uke_rejects(config, found.files, raw)
+        _check_events(config, found, raw["spilled"], rejects)
+        master_rows = _master_rows(config, found)
+        with stages("pseudonymise"):
+            keys = spill.blob_keys(raw.pop("keys_blob"), raw.pop("key_offsets"))
+            key_sid = pseudo.subject_ids(salt, spill.counted(keys, len(raw["key_utf8"]), "pseudonymise", "key",
+                                                             config.progress), raw["key_utf8"])
+            facility_names = [pseudo.facility_label(salt, f) for f in raw["facilities"]]
+            spill.trim_heap()
+        memory = spill.parse_memory(config.memory_limit)
+        n_buckets = spill.bucket_count(raw["spilled"], memory, config.n_threads() + 1, config.shard_rows)
+        with stages("partition"):
+            if n_buckets > 1:
+                paths = spill.partition(folder / "events.bin", folder, spill.bucket_of(key_sid, n_buckets), n_buckets,
+                                        config.progress)
+            else:
+                paths = [folder / "events.bin"]
+        writer = shards.ShardWriter(work, config.shard_rows, splits)
+        code_names = list(raw["codes"])
+        if store:
+            from claimsfm.data.stream import StoreWriter
+
+            streamed = StoreWriter(work / "store", code_names, events.code_ranks(code_names),
+                                   events.code_ranks(facility_names), splits)
+        with stages("sort+write"):
+            totals = spill.sort_and_write(paths, key_sid, code_names, facility_names, writer, streamed,
+                                          config.n_threads(), config.progress)
+            split_counts = writer.close()
+    except BaseException:
+        if streamed is not None:
+            streamed.abort()
+        raise
+    finally:
+        spill.remove_spill(work)
+    written = {"code_names": code_names, "per_code": totals.per_code, "events": totals.events,
+               "split_counts": split_counts, "subjects": totals.all_subjects(), "unused": totals.unused_by_store()}
+    stats = {**raw["stats"], "buckets": n_buckets, "memory_limit_mb": memory >> 20}
+    return rejects, stats, written, master_rows, streamed
 
 
 def _master_rows(config: IngestConfig, found: Inputs) -> dict | None:
@@ -152,6 +255,12 @@ def _read_uke(config: IngestConfig, files: list[Path], salt: bytes):
     t0 = time.perf_counter()
     raw = parse_uke_with_progress([str(f) for f in files], config)
     parse_s = time.perf_counter() - t0
+    rejects = _uke_rejects(config, files, raw)
+    return events.from_uke(raw, salt), rejects, {**raw["stats"], "parse_seconds": parse_s}
+
+
+def _uke_rejects(config: IngestConfig, files: list[Path], raw: dict) -> list[str]:
+    """The parser's rejects as lines for rejects.txt; under --on-error raise, the first one stops the ingest."""
     rejects = []
     for file_idx, line, reason, text in raw["rejects"]:
         path = files[file_idx]
@@ -160,7 +269,7 @@ def _read_uke(config: IngestConfig, files: list[Path], salt: bytes):
         shown = text.decode("utf-8" if _is_utf8(path) else "cp932", "backslashreplace")
         where = f"{path}:{line}" if line else f"{path}"
         rejects.append(f"{where}: {reason}" + (f"\t{shown}" if shown else ""))
-    return events.from_uke(raw, salt), rejects, {**raw["stats"], "parse_seconds": parse_s}
+    return rejects
 
 
 @functools.lru_cache(maxsize=256)
@@ -172,35 +281,16 @@ def _is_utf8(path: Path) -> bool:
         return False
 
 
-def parse_uke_with_progress(paths: list[str], config: IngestConfig) -> dict:
-    """Run the C++ parser on a worker thread (it releases the GIL) and draw a byte progress bar."""
+def parse_uke_with_progress(paths: list[str], config: IngestConfig, spill_path: Path | None = None) -> dict:
+    """Run the C++ parser on a worker thread (it releases the GIL) and draw a byte progress bar.
+    With `spill_path`, the events go to that file (see spill.py) instead of the returned columns."""
     from claimsfm.native import native
 
     _native = native()
-    progress = _native.Progress()
-    result: dict = {}
-
-    def work():
-        try:
-            result["raw"] = _native.parse_uke(paths, config.link_by, config.on_error == "raise",
-                                              config.n_threads(), progress)
-        except BaseException as exc:  # re-raised on the caller's thread
-            result["error"] = exc
-
     total = sum(os.path.getsize(p) for p in paths)
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
-    from tqdm import tqdm
-
-    with tqdm(total=total, unit="B", unit_scale=True, desc="parse UKE", disable=not config.progress,
-              leave=False) as bar:
-        while worker.is_alive():
-            worker.join(0.2)
-            bar.update(progress.value - bar.n)
-        bar.update(progress.value - bar.n)
-    if "error" in result:
-        raise result["error"]
-    return result["raw"]
+    return spill.with_byte_bar(lambda progress: _native.parse_uke(
+        paths, config.link_by, config.on_error == "raise", config.n_threads(), progress, str(spill_path or "")),
+        total, "parse UKE", config.progress)
 
 
 def _read_meds(folders: list[Path], time_range: str):
@@ -217,20 +307,20 @@ def _read_meds(folders: list[Path], time_range: str):
 TOP_K = 10  # the summary names this many codes and code kinds; the rest are totals
 
 
-def _summary(table, stats, rejects, counts, split_counts, rekeyed, parse_s, total_s) -> dict:
+def _summary(written, stats, rejects, counts, rekeyed, parse_s, total_s) -> dict:
     """Totals plus the TOP_K most frequent codes and code kinds (never one entry per code)."""
-    names = np.asarray(table.code_names, dtype=object)
-    per_code = np.bincount(table.code, minlength=len(names)) if len(names) else np.zeros(0, int)
+    names = np.asarray(written["code_names"], dtype=object)
+    per_code = written["per_code"] if len(names) else np.zeros(0, int)
     by_kind: dict[str, int] = {}
     for name, c in zip(names, per_code, strict=True):
         kind = name.split("//")[0] if "//" in name else name
         by_kind[kind] = by_kind.get(kind, 0) + int(c)
     mb = stats.get("bytes", 0) / 1e6
     order = np.argsort(-per_code, kind="stable")[:TOP_K]
-    return {**{k: int(v) for k, v in stats.items()}, "subjects": counts["subjects"], "events": len(table),
+    return {**{k: int(v) for k, v in stats.items()}, "subjects": counts["subjects"], "events": written["events"],
             "codes": len(names), "events_by_kind": _top(by_kind),
             "top_codes": {names[i]: int(per_code[i]) for i in order},
-            "events_by_split": split_counts, "rejects": len(rejects), "truth_files": rekeyed,
+            "events_by_split": written["split_counts"], "rejects": len(rejects), "truth_files": rekeyed,
             "parse_seconds": round(parse_s, 3), "seconds": round(total_s, 3), "mb": round(mb, 3),
             "mb_per_s": round(mb / max(parse_s, 1e-9), 1)}
 

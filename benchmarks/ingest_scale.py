@@ -1,0 +1,167 @@
+"""Ingest at scale (issue #13): end-to-end wall, MB/s and peak RSS of `claimsfm ingest` on bulk UKE
+corpora of growing size, against a bare Python decode+split loop over the same files; prints JSON and
+writes benchmarks/results/ingest_scale.json.
+
+    nice -n 5 python benchmarks/ingest_scale.py [--sizes 0.1,0.4,2] [--threads 1,2] [--root /tmp/claimsfm_scale]
+                                                [--memory-limit ""] [--keep]
+
+Corpora come from claimsfm.ingest.bulk (facilities x 12 months, recurring patients, ~10,000 codes),
+built once per size under --root and deleted at the end unless --keep. Each ingest is a fresh
+`claimsfm ingest` process (imports included, as a user runs it); its peak RSS is the child's
+ru_maxrss from wait4. The Python reference reads each file, decodes CP932 and splits every line on
+commas (nothing else), in this process, right after the ingests of that size. The 70 GB projection
+fits wall = a + b * GB and RSS = c + d * GB on the measured sizes of the largest thread count.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ingest_scale.json"
+SALT = "ingest-scale-benchmark"
+
+
+def corpus(root: Path, gb: float) -> list[Path]:
+    from claimsfm.ingest.bulk import write_bulk
+
+    folder = root / f"uke_{gb:g}gb"
+    files = sorted(folder.rglob("*.UKE"))
+    if not files:
+        t0 = time.perf_counter()
+        files = sorted(write_bulk(folder, gb * 1000, seed=0))
+        print(f"wrote {gb:g} GB corpus in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return files
+
+
+def ingest_rss(folder: Path, out: Path, threads: int, memory_limit: str) -> dict:
+    """One `claimsfm ingest` process: wall seconds, peak RSS (the child's ru_maxrss from wait4), stage table."""
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "claimsfm.cli.main", "ingest", str(folder), "--out", str(out),
+           "--threads", str(threads), "--no-progress"] + (["--memory-limit", memory_limit] if memory_limit else [])
+    env = {**os.environ, "CLAIMSFM_SALT": SALT, "COLUMNS": "200"}
+    err = out.parent / f"{out.name}.stderr"
+    t0 = time.perf_counter()
+    with open(err, "w") as f:
+        pid = _spawn(cmd, env, f)
+        _, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - t0
+    text = err.read_text()
+    err.unlink()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"ingest failed:\n{text[-3000:]}")
+    table = re.finditer(r"│ ([a-z+]+)\s+│\s+([\d.]+) │\s+\d+% │\s+([\d.]+) │\s+(\d+) │", text)
+    stages = {m.group(1): {"s": float(m.group(2)), "cpu_s": float(m.group(3)), "peak_rss_mb": int(m.group(4))}
+              for m in table}
+    stages.pop("total", None)
+    summary = {m.group(1): int(m.group(2)) for m in re.finditer(r"│ (subjects|events)\s+│ (\d+)", text)}
+    return {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "stages": stages,
+            **summary}
+
+
+def _spawn(cmd: list[str], env: dict, stderr) -> int:
+    pid = os.fork()
+    if pid == 0:  # child: stdout to /dev/null, stderr to the file, then exec
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(stderr.fileno(), 2)
+        try:
+            os.execve(cmd[0], cmd, env)
+        finally:
+            os._exit(127)
+    return pid
+
+
+def python_split(files: list[Path]) -> float:
+    """The bare Python reference: read, decode CP932, split lines and fields. Returns wall seconds."""
+    t0 = time.perf_counter()
+    fields = 0
+    for f in files:
+        for line in f.read_bytes().decode("cp932", errors="replace").splitlines():
+            fields += len(line.split(","))
+    assert fields > 0
+    return time.perf_counter() - t0
+
+
+def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+    return my - b * mx, b
+
+
+def summarize(runs: list[dict], threads: int) -> dict:
+    """The 70 GB projection (slopes between the two largest corpora, where every run has many buckets)
+    and the issue's targets, checked on the largest corpus."""
+    if len(runs) < 2:
+        return {}
+    top = f"ingest_{threads}t"
+    big, mid = runs[-1], runs[-2]
+    gbs = [mid["mb"] / 1000, big["mb"] / 1000]
+    out = {"projection_70gb": {"threads": threads, "from": [mid["gb"], big["gb"]]}}
+    for key, scale, unit in (("wall_s", 3600, "h"), ("cpu_s", 3600, "h"), ("peak_rss_mb", 1000, "gb")):
+        a, b = fit(gbs, [mid[top][key], big[top][key]])
+        out["projection_70gb"][f"{key}_per_gb"] = round(b, 1)
+        out["projection_70gb"][f"{key.rsplit('_', 1)[0]}_{unit}"] = round((a + 70 * b) / scale, 2)
+    out["targets"] = {
+        "peak_rss_largest_le_1500mb": big[top]["peak_rss_mb"] <= 1500,
+        "peak_rss_largest_within_10pct_of_previous": big[top]["peak_rss_mb"] <= 1.1 * mid[top]["peak_rss_mb"],
+        "mb_per_s_largest_ge_60": big[top]["mb_per_s"] >= 60,
+        "x_python_split_largest_ge_2_5": big[top]["x_python_split"] >= 2.5}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="0.1,0.4,2", help="corpus sizes in GB")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--root", type=Path, default=Path("/tmp/claimsfm_scale"))
+    ap.add_argument("--memory-limit", default="", help="passed to ingest (default: ingest's own default)")
+    ap.add_argument("--keep", action="store_true", help="keep the corpora for another run")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--note", default="", help="conditions of the run, kept in the JSON (e.g. the machine load)")
+    args = ap.parse_args()
+    sizes = [float(x) for x in args.sizes.split(",")]
+    threads = [int(x) for x in args.threads.split(",")]
+    runs = []
+    try:
+        for gb in sizes:
+            files = corpus(args.root, gb)
+            mb = sum(f.stat().st_size for f in files) / 1e6
+            row = {"gb": gb, "mb": round(mb, 1), "files": len(files), "load_avg_1m_before": os.getloadavg()[0]}
+            for t in threads:
+                r = ingest_rss(files[0].parents[1], args.root / "out", t, args.memory_limit)
+                r["mb_per_s"] = round(mb / r["wall_s"], 1)
+                row[f"ingest_{t}t"] = r
+            py = python_split(files)
+            row["python_split_s"] = round(py, 2)
+            row["python_split_mb_per_s"] = round(mb / py, 1)
+            for t in threads:
+                row[f"ingest_{t}t"]["x_python_split"] = round(py / row[f"ingest_{t}t"]["wall_s"], 2)
+            row["load_avg_1m_after"] = os.getloadavg()[0]
+            runs.append(row)
+            print(json.dumps(row), file=sys.stderr)
+    finally:
+        shutil.rmtree(args.root / "out", ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(args.root, ignore_errors=True)
+    result = {"benchmark": "ingest_scale", "cpu_count": os.cpu_count(), "threads": threads,
+              "memory_limit": args.memory_limit or "default (1/8 of available RAM, at most 1 GiB)", "runs": runs,
+              **summarize(runs, max(threads)), **({"note": args.note} if args.note else {})}
+    text = json.dumps(result, indent=2)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".json.tmp")
+    tmp.write_text(text + "\n")
+    tmp.replace(args.out)
+
+
+if __name__ == "__main__":
+    main()

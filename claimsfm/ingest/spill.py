@@ -1,0 +1,318 @@
+"""Out-of-core UKE ingest: memory bounded by `--memory-limit`, not by the corpus (internals.md §1b).
+
+Stages (each timed, each with a progress bar):
+  parse      C++ parser on --threads; events go to one spill file as SpillRow records (28 bytes,
+             csrc/uke_parser.hpp) with global key / code / facility ids, in input order.
+  pseudonymise  one HMAC per distinct patient key (pseudo.subject_ids), one label per facility.
+  partition  the spill is scattered into bucket files by equal ranges of subject_id; since subject_id
+             is a keyed hash, buckets are even, and bucket order is subject_id order.
+  sort+write each bucket on its own: the once-only rules and the total sort of events.py, then the
+             rows go to shards.ShardWriter, which cuts the same shards write_data cuts from the whole
+             table. Buckets are prepared on --threads worker threads, written in order.
+The in-memory path (pipeline._read_uke + meds.write_data) is the reference twin: the same input and
+salt give byte-identical files (tests/ingest/test_spill.py).
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from claimsfm.errors import ClaimsfmError
+from claimsfm.ingest import events, meds, shards
+from claimsfm.splits import SPLITS
+
+# The numpy twin of csrc SpillRow (28 bytes, little-endian). The pad is a field so that numpy copies
+# whole rows (a dtype with gaps may leave them uninitialised in a copy, and the bucket files would differ).
+SPILL_DTYPE = np.dtype({"names": ["key", "day", "code", "facility", "dx_start", "value", "suspected", "pad"],
+                        "formats": ["<i4", "<i4", "<i4", "<i4", "<i4", "<f4", "u1", "V3"],
+                        "offsets": [0, 4, 8, 12, 16, 20, 24, 25], "itemsize": 28})
+# Bytes of RAM reserved per raw event of a bucket in flight (the spill row, the EventTable, the sort
+# permutations, the store rows). Conservative: on the bulk corpus the measured peak stays near half of
+# --memory-limit (0.4 GB: 485 MB, 2 GB: 528 MB at the 1 GiB default, 2 threads).
+BYTES_PER_EVENT = 400
+MEMORY_FRACTION = 0.125   # default --memory-limit: this fraction of the available RAM ...
+MAX_DEFAULT_MEMORY = 1 << 30  # ... up to 1 GiB: larger buckets sort no faster, they only hold more RAM
+MIN_MEMORY = 64 << 20     # below this the per-bucket overhead dominates
+BASE_MEMORY = 160 << 20   # interpreter, numpy, pyarrow, the key table: not available to buckets
+MAX_BUCKETS = 4096        # bucket files open at once during the partition
+CHUNK_ROWS = 1 << 21      # spill rows read at a time by the partition (56 MB)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+
+
+def parse_memory(text: str | int | None) -> int:
+    """`--memory-limit` ("1.5G", "800M", "2GB", bytes; None/"": MEMORY_FRACTION of the available RAM, at most
+    MAX_DEFAULT_MEMORY) -> bytes."""
+    if text is None or text == "" or text == 0:
+        return max(MIN_MEMORY, min(MAX_DEFAULT_MEMORY, int(available_memory() * MEMORY_FRACTION)))
+    if isinstance(text, int):
+        value = text
+    else:
+        m = _SIZE.match(str(text))
+        if not m:
+            raise ClaimsfmError(f"--memory-limit: '{text}' is not a size such as 2G, 1500M or 800MB")
+        value = int(float(m.group(1)) * (1 << (10 * " kmgt".index(m.group(2).lower() or " "))))
+    if value < MIN_MEMORY:
+        raise ClaimsfmError(f"--memory-limit: {text} is below the minimum of {MIN_MEMORY >> 20}M")
+    return value
+
+
+def available_memory() -> int:
+    """MemAvailable from /proc/meminfo (bytes), else the physical memory."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+MMAP_THRESHOLD = 8 << 20  # measured on the 0.4 GB bulk corpus: default (dynamic) 781 MB peak, 3.2 s system
+#                          time; 1 MiB 654 MB but 6.0 s (page faults on fresh pages); 8 MiB 737 MB, 3.6 s
+
+
+def return_freed_memory() -> None:
+    """Make glibc give large freed blocks (>= MMAP_THRESHOLD) back to the OS at once: with its default
+    dynamic threshold, the buckets' arrays, freed one after another on several threads, stayed in the
+    heap arenas and the peak RSS crept up with the number of buckets. No-op off glibc."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD (malloc.h); a fixed value turns the dynamic one off
+    except (OSError, AttributeError):
+        pass
+
+
+def trim_heap() -> None:
+    """Give the free pages inside glibc's heaps back to the OS (malloc_trim): the parser's key strings and
+    each bucket's small arrays leave free holes that otherwise stay resident. No-op off glibc."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def bucket_count(n_events: int, memory: int, workers: int, shard_rows: int = 0) -> int:
+    """How many buckets of about n_events / count events each, `workers` at a time, fit in `memory` beside
+    the pending MEDS shards (up to `shard_rows` rows per split, shards.ShardWriter). Not rounded to a power
+    of two, so a bucket holds about the same number of events whatever the corpus size."""
+    pending = len(SPLITS) * min(shard_rows, n_events) * shards.ShardWriter.BYTES_PER_ROW
+    per_bucket = max(1, (memory - BASE_MEMORY - pending) // (BYTES_PER_EVENT * max(1, workers)))
+    return int(min(MAX_BUCKETS, max(1, -(-n_events // per_bucket))))
+
+
+def bucket_of(subject_ids: np.ndarray, count: int) -> np.ndarray:
+    """(n,) uint16 bucket of each subject_id in [0, 2^63): `count` equal ranges, so bucket order is id order."""
+    width = -(-(1 << 63) // count)  # fits int64 for count >= 2
+    return (subject_ids // width).astype(np.uint16) if count > 1 else np.zeros(len(subject_ids), np.uint16)
+
+
+class Stages:
+    """Wall seconds per stage, in order (the summary's `stages` and the CLI's timing table), their CPU
+    seconds, and the process's peak RSS in MB when each stage ended (`peak_mb`: which stage sets the peak)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}  # CPU seconds of all threads: what a shared machine does not distort
+        self.peak_mb: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - t0, 3)
+            self.cpu[name] = round(self.cpu.get(name, 0.0) + time.process_time() - c0, 3)
+            self.peak_mb[name] = peak_rss_mb()
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def blob_keys(blob: bytes, offsets: np.ndarray):
+    """The patient keys of a spilling parse_uke (one bytes object and (n+1,) offsets), one at a time."""
+    view = memoryview(blob)
+    bounds = offsets.tolist()
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        yield bytes(view[lo:hi])
+
+
+def bar(total: int, desc: str, unit: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=not enabled, leave=False)
+
+
+def with_byte_bar(fn, total: int, desc: str, enabled: bool):
+    """fn(progress) on a worker thread (a C++ call that releases the GIL and advances the native Progress
+    counter), while this thread draws a byte progress bar; fn's result, or its exception re-raised here."""
+    import threading
+
+    from claimsfm.native import native
+
+    progress = native().Progress()
+    result: dict = {}
+
+    def work():
+        try:
+            result["value"] = fn(progress)
+        except BaseException as exc:  # re-raised on the caller's thread
+            result["error"] = exc
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    with bar(total, desc, "B", enabled) as pb:
+        while worker.is_alive():
+            worker.join(0.2)
+            pb.update(progress.value - pb.n)
+        pb.update(progress.value - pb.n)
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def counted(items, total: int, desc: str, unit: str, enabled: bool):
+    """`items` with a progress bar (for the Python loops between the native stages)."""
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc=desc, unit=unit, unit_scale=True, disable=not enabled, leave=False,
+                miniters=max(1, total // 100))
+
+
+def partition(spill: Path, folder: Path, bucket_of_key: np.ndarray, n_buckets: int,
+              progress: bool = False) -> list[Path]:
+    """Scatter the spill file into n_buckets files (stable: input order is kept inside a bucket), in C++
+    (csrc/spill.cpp, GIL released); `partition_numpy` is its twin."""
+    from claimsfm.native import native
+
+    paths = [folder / f"bucket{b:04d}.bin" for b in range(n_buckets)]
+    key_bucket = np.ascontiguousarray(bucket_of_key, np.uint16)
+    with_byte_bar(lambda pr: native().partition_spill(str(spill), key_bucket, [str(p) for p in paths], pr),
+                  spill.stat().st_size, "partition", progress)
+    spill.unlink()
+    return paths
+
+
+def partition_numpy(spill: Path, folder: Path, bucket_of_key: np.ndarray, n_buckets: int,
+                    progress: bool = False) -> list[Path]:
+    """The numpy twin of `partition` (tests compare the bucket files)."""
+    paths = [folder / f"bucket{b:04d}.bin" for b in range(n_buckets)]
+    files = [open(p, "wb", buffering=1 << 16) for p in paths]
+    try:
+        with open(spill, "rb") as src, bar(spill.stat().st_size, "partition", "B", progress) as pb:
+            while True:
+                rows = np.fromfile(src, dtype=SPILL_DTYPE, count=CHUNK_ROWS)
+                if not len(rows):
+                    break
+                bucket = bucket_of_key[rows["key"]]
+                order = np.argsort(bucket, kind="stable")  # uint16: numpy's radix sort
+                rows = rows[order]
+                bounds = np.searchsorted(bucket[order], np.arange(n_buckets + 1))
+                for b in np.flatnonzero(bounds[1:] > bounds[:-1]):
+                    files[b].write(memoryview(rows[bounds[b]:bounds[b + 1]]).cast("B"))
+                pb.update(len(rows) * SPILL_DTYPE.itemsize)
+    finally:
+        for f in files:
+            f.close()
+    spill.unlink()
+    return paths
+
+
+def bucket_table(path: Path, key_sid: np.ndarray, code_names: list, facility_names: list) -> events.EventTable:
+    """One bucket file -> its de-duplicated, sorted EventTable (as events.from_uke does for the whole corpus)."""
+    rows = np.fromfile(path, dtype=SPILL_DTYPE)
+    path.unlink()
+    return events.raw_table(key_sid, rows["key"], rows["day"], rows["code"], code_names, rows["value"],
+                            rows["facility"], facility_names, rows["suspected"], rows["dx_start"], native_sort=True)
+
+
+class Totals:
+    """What the summary and metadata need from the whole table, summed over buckets."""
+
+    def __init__(self, n_codes: int):
+        self.per_code = np.zeros(n_codes, np.int64)
+        self.subjects: list[np.ndarray] = []
+        self.events = 0
+        self.unused: dict = {"static_rows_not_tokens": {}, "text_values": 0, "events_with_time_of_day": 0}
+
+    def add(self, t: events.EventTable) -> None:
+        self.events += len(t)
+        self.per_code += np.bincount(t.code, minlength=len(self.per_code))
+        s = t.subject  # sorted: the first row of each subject
+        self.subjects.append(s[np.r_[True, s[1:] != s[:-1]]] if len(s) else s)
+        u = meds.unused_by_store(t)
+        for code, k in u["static_rows_not_tokens"].items():
+            self.unused["static_rows_not_tokens"][code] = self.unused["static_rows_not_tokens"].get(code, 0) + k
+        for name in ("text_values", "events_with_time_of_day"):
+            self.unused[name] += u[name]
+
+    def all_subjects(self) -> np.ndarray:
+        return np.concatenate(self.subjects) if self.subjects else np.zeros(0, np.int64)
+
+    def unused_by_store(self) -> dict:
+        return {**self.unused, "static_rows_not_tokens": dict(sorted(self.unused["static_rows_not_tokens"].items()))}
+
+
+def sort_and_write(paths: list[Path], key_sid, code_names, facility_names, writer: shards.ShardWriter,
+                   store, threads: int, progress: bool) -> Totals:
+    """Prepare buckets (and their token store rows, with a data.stream.StoreWriter `store`, else None) on
+    `threads` threads (numpy, Arrow and order_events release the GIL); write them in order."""
+
+    def prepare(path):
+        t = bucket_table(path, key_sid, code_names, facility_names)
+        return t, (store.prepare(t) if store is not None else None)
+
+    totals = Totals(len(code_names))
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool, bar(len(paths), "sort+write", "bucket",
+                                                                       progress) as pb:
+        pending = []
+        for path in paths:
+            pending.append(pool.submit(prepare, path))
+            if len(pending) >= max(1, threads):  # at most `threads` buckets in memory, plus the one written
+                _write_one(*pending.pop(0).result(), writer, store, totals, pb)
+        for future in pending:
+            _write_one(*future.result(), writer, store, totals, pb)
+    return totals
+
+
+def _write_one(t: events.EventTable, rows, writer: shards.ShardWriter, store, totals: Totals, pb) -> None:
+    writer.add(t)
+    if store is not None:
+        store.append(rows)
+    totals.add(t)
+    pb.update(1)
+    trim_heap()
+
+
+def spill_folder(work: Path) -> Path:
+    folder = Path(work) / ".spill"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def remove_spill(work: Path) -> None:
+    """Delete the spill folder: only the files this module writes there (events.bin, bucket*.bin)."""
+    folder = Path(work) / ".spill"
+    if not folder.is_dir():
+        return
+    for f in folder.iterdir():
+        if f.name == "events.bin" or (f.name.startswith("bucket") and f.suffix == ".bin"):
+            f.unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # something else is in there: not ours to delete

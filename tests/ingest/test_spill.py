@@ -1,0 +1,184 @@
+"""The out-of-core UKE ingest (claimsfm/ingest/spill.py) against its in-memory twin: the same files,
+byte for byte, on the synth corpus and on the bulk corpus, with many buckets and shards cut across them."""
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from claimsfm import _native
+from claimsfm.data.build import build_store
+from claimsfm.errors import ClaimsfmError
+from claimsfm.ingest import IngestConfig, events, meds, shards, spill, write_dataset
+from claimsfm.ingest.bulk import write_bulk
+from claimsfm.synth.run import SynthConfig
+from claimsfm.synth.run import run as synth_run
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "uke"
+
+
+def checksums(root: Path) -> dict:
+    """sha256 of every file under root; dataset.json without its creation time, format.json without its path."""
+    out = {}
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = f.read_bytes()
+        if f.name in ("dataset.json", "format.json"):
+            meta = json.loads(data)
+            meta.pop("created_at" if f.name == "dataset.json" else "source")
+            data = json.dumps(meta, sort_keys=True).encode()
+        out[str(f.relative_to(root))] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+def both_ways(tmp_path, inputs, buckets, monkeypatch, **kw) -> tuple[dict, dict, dict]:
+    salt = tmp_path / "salt.txt"
+    salt.write_bytes(b"spill-test")
+    monkeypatch.setattr(spill, "bucket_count", lambda *a: buckets)
+    sums, summaries = [], []
+    kw = {"min_count": 1, **kw}
+    for in_memory in (True, False):
+        out = tmp_path / ("memory" if in_memory else "spill") / "ds"  # the folder name is the dataset name
+        cfg = IngestConfig(inputs=inputs, out=out, salt_file=salt, progress=False, threads=2, **kw)
+        summaries.append(write_dataset(cfg, out, in_memory=in_memory, store=True))
+        assert not (out / ".spill").exists()
+        if in_memory:  # the reference: the store built from the MEDS files; the other is streamed (data/stream.py)
+            build_store(out, out / "store", min_count=kw["min_count"], code_level=kw.get("code_level", "raw"))
+        sums.append(checksums(out))
+    return sums[0], sums[1], summaries[1]
+
+
+@pytest.fixture(scope="module")
+def synth_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    synth_run(SynthConfig(out=root, patients=300, hospitals=3, months=12, seed=5, background="none"))
+    return root
+
+
+def test_synth_corpus_identical(synth_folder, tmp_path, monkeypatch):
+    ref, out, summary = both_ways(tmp_path, [synth_folder], 7, monkeypatch, shard_rows=2000, link_by="insurer")
+    assert summary["buckets"] == 7 and sum(k.startswith("data/train/") for k in out) > 2  # shards span buckets
+    assert any(k.startswith("truth/") for k in out) and sum(k.startswith("store/") for k in out) == 15
+    assert ref == out
+    assert set(summary["stages"]) == {"parse", "pseudonymise", "partition", "sort+write", "metadata", "store"}
+
+
+def test_synth_corpus_identical_mapped_vocab(synth_folder, tmp_path, monkeypatch):
+    ref, out, _ = both_ways(tmp_path, [synth_folder], 4, monkeypatch, code_level="mapped", min_count=3)
+    assert ref == out and "store/vocab.json" in out
+
+
+def test_bulk_corpus_identical(tmp_path, monkeypatch):
+    write_bulk(tmp_path / "bulk", mb=2, seed=1, facilities=4)
+    ref, out, summary = both_ways(tmp_path, [tmp_path / "bulk"], 16, monkeypatch, shard_rows=5000)
+    assert summary["buckets"] == 16 and ref == out
+
+
+def test_one_bucket_and_fixtures(tmp_path, monkeypatch):
+    ref, out, summary = both_ways(tmp_path, [FIXTURES / "good"], 1, monkeypatch, shard_rows=4)
+    assert summary["buckets"] == 1 and ref == out
+
+
+def test_spill_rows_equal_columns(tmp_path):
+    """The C++ spill file holds exactly the columns parse_uke returns without one."""
+    paths = sorted(str(p) for p in (FIXTURES / "good").rglob("*.UKE"))
+    cols = _native.parse_uke(paths, "chart", True, 2)
+    raw = _native.parse_uke(paths, "chart", True, 2, None, str(tmp_path / "s.bin"))
+    rows = np.fromfile(tmp_path / "s.bin", dtype=spill.SPILL_DTYPE)
+    assert raw["spilled"] == len(rows) == len(cols["day"]) and len(raw["day"]) == 0
+    for name in ("key", "day", "code", "facility", "dx_start", "value", "suspected"):
+        assert np.array_equal(rows[name], cols[name], equal_nan=name == "value"), name
+    assert list(spill.blob_keys(raw["keys_blob"], raw["key_offsets"])) == cols["keys"] and raw["codes"] == cols["codes"]
+
+
+def test_shard_writer_matches_write_data(tmp_path):
+    """Pieces over increasing subject ranges give the shards write_data cuts from the whole table."""
+    rng = np.random.default_rng(0)
+    n = 5000
+    subject = np.sort(rng.integers(0, 1 << 62, 400))[rng.integers(0, 400, n)]
+    subject.sort()
+    t = events.EventTable(subject, rng.integers(0, 10**15, n), rng.integers(0, 3, n).astype(np.int32), ["a", "b", "c"],
+                          rng.random(n).astype(np.float32), np.full(n, -1, np.int32), [], np.zeros(n, bool),
+                          np.full(n, events.NO_TIME))
+    meds.write_data(t, tmp_path / "a", 300)
+    writer = shards.ShardWriter(tmp_path / "b", 300)
+    cuts = np.r_[0, np.flatnonzero(np.r_[True, subject[1:] != subject[:-1]])[::37], n]
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        writer.add(t.take(np.arange(lo, hi)))
+    writer.close()
+    assert checksums(tmp_path / "a") == checksums(tmp_path / "b") and len(checksums(tmp_path / "a")) > 10
+
+
+def test_memory_limit_and_buckets():
+    assert spill.parse_memory("1.5G") == 3 << 29 and spill.parse_memory("800M") == 800 << 20
+    assert spill.parse_memory("2GB") == 2 << 30 and spill.parse_memory(None) >= spill.MIN_MEMORY
+    for bad in ("lots", "1M", "-2G"):
+        with pytest.raises(ClaimsfmError, match="--memory-limit"):
+            spill.parse_memory(bad)
+    with pytest.raises(ClaimsfmError, match="--memory-limit"):
+        IngestConfig(inputs=[Path("x")], out=Path("y"), memory_limit="big").check()
+    limit = 1 << 30
+    per = (limit - spill.BASE_MEMORY) // (spill.BYTES_PER_EVENT * 3)
+    assert spill.bucket_count(per, limit, 3) == 1 and spill.bucket_count(per + 1, limit, 3) == 2
+    assert spill.bucket_count(40 * per, limit, 3) == 40 and spill.bucket_count(10**12, limit, 3) == spill.MAX_BUCKETS
+    ids = np.array([0, (1 << 63) // 3 - 1, (1 << 63) // 3 + 1, (1 << 63) - 1], np.int64)
+    assert spill.bucket_of(ids, 3).tolist() == [0, 0, 1, 2] and spill.bucket_of(ids, 1).tolist() == [0, 0, 0, 0]
+
+
+def test_native_sort_matches_numpy():
+    """csrc/event_sort.cpp against EventTable.sorted on rows with many ties (NaN values, equal keys)."""
+    rng = np.random.default_rng(3)
+    n = 20000
+    value = rng.choice(np.array([np.nan, 1.0, 2.0, -0.0, 0.0], np.float32), n)
+    t = events.EventTable(rng.integers(0, 50, n), np.where(rng.random(n) < 0.1, events.NO_TIME, rng.integers(0, 9, n)),
+                          rng.integers(0, 4, n).astype(np.int32), ["d", "a", "c", "b"], value,
+                          rng.integers(-1, 3, n).astype(np.int32), ["F2", "F0", "F1"], rng.random(n) < 0.3,
+                          rng.choice(np.array([events.NO_TIME, 5, 7]), n))
+    a, b = t.sorted(), t.sorted_native()
+    for name in ("subject", "time_us", "code", "facility", "suspected", "dx_start_us"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert np.array_equal(a.value, b.value, equal_nan=True)
+
+
+def test_partition_matches_numpy(tmp_path):
+    """csrc/spill.cpp scatters the spill into the same bucket files as the numpy twin."""
+    rng = np.random.default_rng(4)
+    rows = np.zeros(50000, spill.SPILL_DTYPE)
+    rows["key"] = rng.integers(0, 300, len(rows))
+    rows["day"] = np.arange(len(rows))
+    rows["value"] = rng.random(len(rows))
+    bucket_of_key = rng.integers(0, 16, 300).astype(np.uint16)
+    out = {}
+    for name, fn in (("cpp", spill.partition), ("numpy", spill.partition_numpy)):
+        (tmp_path / name).mkdir()
+        rows.tofile(tmp_path / name / "events.bin")
+        paths = fn(tmp_path / name / "events.bin", tmp_path / name, bucket_of_key, 16)
+        out[name] = [p.read_bytes() for p in paths]
+        assert not (tmp_path / name / "events.bin").exists()
+    assert out["cpp"] == out["numpy"] and sum(map(len, out["cpp"])) == rows.nbytes
+    first = np.frombuffer(out["cpp"][3], spill.SPILL_DTYPE)
+    assert (bucket_of_key[first["key"]] == 3).all() and (np.diff(first["day"]) > 0).all()  # input order kept
+
+
+def test_cli_stage_table_and_memory_flag(cli, tmp_path):
+    out = tmp_path / "out"
+    res = cli("ingest", FIXTURES / "good", "--out", out, "--min-count", "1", "--no-progress", "--memory-limit", "256M",
+              env={"CLAIMSFM_SALT": "cli-test"})
+    assert res.returncode == 0, res.stderr
+    assert "ingest stages" in res.stderr and "sort+write" in res.stderr and "peak RSS MB" in res.stderr
+    assert (out / "store" / "format.json").is_file() and not (out / ".spill").exists()
+    res = cli("ingest", FIXTURES / "good", "--out", tmp_path / "o2", "--memory-limit", "lots")
+    assert res.returncode == 2 and "--memory-limit: 'lots'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_progress_bars_on_every_stage(tmp_path, monkeypatch, capsys):
+    """With progress on, the out-of-core stages draw their bars (parse, pseudonymise, partition, sort+write)."""
+    from claimsfm.ingest import run
+
+    monkeypatch.setattr(spill, "bucket_count", lambda *a: 3)
+    monkeypatch.setenv("CLAIMSFM_SALT", "bars")
+    summary = run(IngestConfig(inputs=[FIXTURES / "good"], out=tmp_path / "o", min_count=1, progress=True))
+    err = capsys.readouterr().err
+    assert summary["buckets"] == 3 and summary["seconds"] > 0
+    for desc in ("parse UKE", "pseudonymise", "partition", "sort+write"):
+        assert desc in err, desc
