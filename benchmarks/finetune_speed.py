@@ -75,7 +75,7 @@ def throughput(data: Path, run: Path, batch_tokens: int, steps: int, seed: int) 
     from claimsfm.eval import finetune as ft
     from claimsfm.model import load_checkpoint
     from claimsfm.splits import TRAIN
-    from claimsfm.train.loop import mlm_loss_sum
+    from claimsfm.train.loop import loss_sums
 
     store = open_store(data)
     torch.manual_seed(seed)
@@ -96,7 +96,7 @@ def throughput(data: Path, run: Path, batch_tokens: int, steps: int, seed: int) 
     def pretrain_step():
         batch = next(loader)
         t = time.perf_counter()
-        loss = mlm_loss_sum(pre_model, batch) / (batch["labels"] != -100).sum()
+        loss = loss_sums(pre_model, batch)[0] / (batch["labels"] != -100).sum()
         loss.backward()
         pre_opt.step()
         pre_opt.zero_grad(set_to_none=True)

@@ -25,7 +25,7 @@ import torch
 from claimsfm.io import write_json
 from claimsfm.model import Encoder, resolve_scale
 from claimsfm.train.accounting import H200_BF16_PEAK, step_flops
-from claimsfm.train.loop import autocast, mlm_loss_sum
+from claimsfm.train.loop import autocast, loss_sums
 
 
 def claims_lengths(rng, n, max_len):
@@ -84,7 +84,7 @@ def one_step(model, opt, batch, device) -> float:
     sync(device)
     t = time.perf_counter()
     with autocast(device):
-        loss = mlm_loss_sum(model, batch)
+        loss = loss_sums(model, batch)[0]  # MLM (these batches carry no future-codes targets)
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
