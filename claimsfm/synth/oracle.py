@@ -21,6 +21,7 @@ from claimsfm.synth.diseases import INDEX, MODULES, Z_VALUES
 from claimsfm.synth.population import chart_number
 from claimsfm.synth.prescribing import NAMES, REGIMENS
 from claimsfm.synth.rollout import Target, rollout
+from claimsfm.synth.simulate import PARENT
 from claimsfm.synth.truth import IncidenceFilter, average_precision, eligible, task_drugs, task_module, task_regimens
 from claimsfm.tasks.spec import prediction_months, prediction_time
 
@@ -29,7 +30,8 @@ FORK_ROWS = 200_000   # forked rows stepped at once (memory); results do not dep
 ORACLE_METHOD = (f"p_latent: mean over {ROLLOUTS} seeded rollouts per patient of the generator's own monthly step "
                  "from the true state at t "
                  "(deaths, onsets, visits, detection, starts, stops, dispensing inside the window), each rollout "
-                 "scored by its compensator (label-event probability integrated over the deciding draws); "
+                 "scored by its compensator (label-event probability integrated over the deciding draws; a row "
+                 "whose label needs its indication or parent stage coded first integrates that coding too); "
                  "p_observable: the same from hidden states drawn given the claims (forward filters over frailty "
                  "and undiagnosed onset, regimen survival since the last claim, importance-weighted); "
                  "*_se columns: Monte-Carlo standard errors")
@@ -63,6 +65,8 @@ class TruthCollector:
                 if d is None:
                     continue
                 self.filters.setdefault(d, IncidenceFilter(sim, d))
+                if PARENT[d] >= 0:       # a dependent module: the parent's hidden state drives its hazard
+                    self.filters.setdefault(int(PARENT[d]), IncidenceFilter(sim, int(PARENT[d])))
                 self.tasks.append((spec, grid, d, None))
             else:
                 drugs = task_drugs(spec)

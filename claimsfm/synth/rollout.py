@@ -16,9 +16,16 @@ is a martingale) and its variance is far below the 0/1 label's:
   start draws integrated (the start rule is prescribing.start_probability / option_weights);
   for patients on a target drug at t, whose label is near-certain, the on/off state and the visits
   are integrated along the fork's path instead (_Users).
+Rows whose label needs something coded inside the window first are Rao-Blackwellised: a
+medication row with none of the target regimens' indications coded at t (_Naive), and a dependent
+module's row (dialysis) whose parent stage is not coded (_Dependent). For them the hidden state of
+the indication (parent), its coding, and the start (the dependent onset) are integrated
+analytically along the fork's path, visits included, so such a row gets its smooth probability
+instead of 0 in every fork that happens not to code the indication.
 The small approximations (a start does not see an indication coded at the same month's
-counterfactual visit; an add-on's readiness when its base regimen may stop; _Users ignores the
-feedback of its integrated visits on the rest of the path) are noted where made.
+counterfactual visit; an add-on's readiness when its base regimen may stop; _Users, _Naive and
+_Dependent ignore the feedback of what they integrate on the rest of the fork's path) are noted
+where made.
 
 latent: forks start from the true state. observable: the hidden part is drawn from what the claims
 show: each filtered module's (frailty class, undiagnosed onset) from its forward filter, and each
@@ -32,10 +39,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from claimsfm.splits import splitmix64
-from claimsfm.synth.diseases import INDEX, Z_VALUES
+from claimsfm.synth import links
+from claimsfm.synth.diseases import INDEX, Z_VALUES, base_hazard
 from claimsfm.synth.masters import DRUGS
 from claimsfm.synth.prescribing import NAMES, REGIMENS, RI, option_has, option_weights, start_probability
-from claimsfm.synth.simulate import CODED_AT_ONSET, Q, visit_probability
+from claimsfm.synth.simulate import CODED_AT_ONSET, PARENT, Q, visit_probability
 from claimsfm.synth.streams import choice, uniform
 
 K = len(Z_VALUES)
@@ -69,11 +77,11 @@ def _intensity(sim, name):
     return np.array([h.intensity[name] for h in sim.hosp])[sim.pop.home]
 
 
-def _target_share(sim, r, m, tmask, exclude=None):
-    """P(the option chosen at a start of regimen r is a target option).  (n,)"""
+def _target_share(sim, r, m, tmask, exclude=None, dx=None):
+    """P(the option chosen at a start of regimen r is a target option) (dx: sim.dx unless given).  (n,)"""
     reg = REGIMENS[NAMES[r]]
     avoid = np.array([h.avoid_metformin for h in sim.hosp], bool)[sim.pop.home]
-    w = option_weights(reg, sim.dx, m, _pref(sim, reg.name), avoid, exclude)
+    w = option_weights(reg, sim.dx if dx is None else dx, m, _pref(sim, reg.name), avoid, exclude)
     tot = w.sum(axis=1)
     return np.where(tot > 0, (w * tmask).sum(axis=1) / np.maximum(tot, 1e-300), 0.0)
 
@@ -134,6 +142,129 @@ class _Users:
         return np.where(self.rows, event, 0.0)
 
 
+class _Naive:
+    """Rows with no indication of the target's first-line regimens coded at t (Rao-Blackwellised).
+
+    Their label needs an indication coded inside the window and then a start; a fork that happens
+    to code it would carry the whole probability and the others none (p = 0 exactly for most such
+    rows). Instead the indications' hidden state (each module's frailty class and undiagnosed onset,
+    from the true state or the filter), their coding and the start are integrated analytically along
+    the fork's path, visits included: the fork supplies only the exogenous part (the indications'
+    hazards, other modules' forced visits, death, other diagnoses, age). The fork's own coding and
+    start of the indication feed back into that path (one more diagnosis's visit rate, a link
+    multiplier) and are ignored, as is a second indication coded after the first within the window.
+    """
+
+    def __init__(self, fork, tg, filters, mode):
+        self.regs = tuple(r for r in tg.regs if not REGIMENS[NAMES[r]].requires)   # add-ons need >= 6 months on
+        self.inds = sorted({INDEX[k] for r in self.regs for k in REGIMENS[NAMES[r]].indications})
+        self.rows = (fork.dx[:, self.inds] < 0).all(axis=1) if self.inds else np.zeros(fork.n, bool)
+        self.g = {d: _start_filter(fork, d, filters, mode) for d in self.inds}   # each given "d not coded yet"
+        self.u = self.rows.astype(np.float64)             # P(no indication coded yet, hence no event)
+        self.coded = []                                   # (month coded, P(coded then, no target start yet))
+
+    def step(self, fork, m, tg, tmasks, was_on, dx0, alive0, forced_other) -> np.ndarray:
+        """P(first target dispensing in month m), 0 outside these rows.  (n,)"""
+        dx_u = dx0.copy()
+        dx_u[:, self.inds] = -1
+        off = was_on.copy()
+        off[:, list(tg.regs)] = -1
+        dx_c = dx_u.copy()
+        dx_c[:, self.inds[0]] = m                         # one more diagnosis for the visit rate
+        v_u = np.where(forced_other, 1.0, visit_probability(dx_u, off, fork.cur_age))
+        v_c = np.where(forced_other, 1.0, visit_probability(dx_c, off, fork.cur_age))
+        none = np.ones(fork.n)                            # P(no indication coded this month | none before)
+        for d, g in self.g.items():
+            e = np.exp(-Z_VALUES[None, :] * np.maximum(fork.cur_h[:, d, None], 0.0))   # h < 0 never fires
+            onset = g[:, :, 0] * (1 - e)
+            g[:, :, 0] *= e
+            if CODED_AT_ONSET[d]:                         # acute: coded at onset, the admission is the visit
+                c = onset.sum(axis=1)
+            else:
+                g[:, :, 1] += onset
+                c = g[:, :, 1].sum(axis=1) * v_u * Q[d]
+                g[:, :, 1] *= (1 - v_u * Q[d])[:, None]
+            total = g.sum(axis=(1, 2), keepdims=True)
+            g /= np.where(total > 0, total, 1.0)
+            none *= 1 - c
+        event = np.zeros(fork.n)
+        for k, (c, a) in enumerate(self.coded):           # coded earlier, not started yet: visit x start
+            target, any_start = self._start(fork, m, c, dx_u, tmasks)
+            event += a * v_c * target
+            self.coded[k] = (c, a * (1 - v_c * any_start))  # a non-target start leaves the pool too
+        target, any_start = self._start(fork, m, m, dx_u, tmasks)   # coded at this month's visit, started there
+        new = self.u * (1 - none)
+        event += new * target
+        self.coded.append((m, new * (1 - any_start)))
+        self.u = self.u * none
+        return np.where(self.rows & alive0, event, 0.0)
+
+    def _start(self, fork, m, c, dx_u, tmasks) -> tuple:
+        """P(a target option starts), P(any option starts) at a visit in month m | indications coded at c."""
+        dx = dx_u.copy()
+        dx[:, self.inds] = c
+        no_target, no_start = np.ones(fork.n), np.ones(fork.n)
+        for r in self.regs:
+            reg = REGIMENS[NAMES[r]]
+            p = start_probability(reg, dx, m, fork.cur_age, _intensity(fork, reg.name))
+            no_target *= 1 - p * _target_share(fork, r, m, tmasks[r], dx=dx)
+            no_start *= 1 - p
+        return 1 - no_target, 1 - no_start
+
+
+class _Dependent:
+    """Incidence of a dependent module d (dialysis) on rows whose parent (CKD G4-5) is not coded at t.
+
+    d's hazard is zero until the parent is coded, so a fork that does not code the parent scores 0;
+    the parent's hidden state (frailty class, undiagnosed onset) and coding, and d's onset after it,
+    are integrated analytically along the fork's path instead (as in _Naive; the fork's own coding of
+    the parent or of d feeds back into that path through visits and is ignored there).
+    """
+
+    def __init__(self, fork, d, filters, mode):
+        self.d, self.par = d, int(PARENT[d])
+        self.rows = (fork.dx[:, self.par] < 0) & (fork.dx[:, d] < 0)
+        self.sub = np.flatnonzero(self.rows)
+        self.g = _start_filter(fork, self.par, filters, mode)[self.sub]
+        zd = _start_filter(fork, d, filters, mode)[self.sub].sum(axis=2)      # (s, K) d's frailty class
+        self.zd = zd / np.maximum(zd.sum(axis=1, keepdims=True), 1e-300)
+        self.u = np.ones(len(self.sub))                       # P(parent not coded yet)
+        self.coded = []                                       # (P(parent coded then, d not yet) (s, K), d's hazard)
+
+    def step(self, fork, m, dx0, was_on, alive0, forced_other) -> np.ndarray:
+        """P(d first coded in month m), 0 outside these rows.  (n,)"""
+        s = self.sub
+        event = np.zeros(len(s))
+        for a, h in self.coded:                               # parent coded in an earlier month: d's onset
+            e = np.exp(-Z_VALUES[None, :] * h[:, None])
+            event += (a * (1 - e)).sum(axis=1)
+            a *= e
+        dx_u = dx0[s].copy()
+        dx_u[:, [self.par, self.d]] = -1
+        age = fork.cur_age[s]
+        v = np.where(forced_other[s], 1.0, visit_probability(dx_u, was_on[s], age))
+        g, par = self.g, self.par
+        e = np.exp(-Z_VALUES[None, :] * np.maximum(fork.cur_h[s, par, None], 0.0))
+        onset = g[:, :, 0] * (1 - e)
+        g[:, :, 0] *= e
+        if CODED_AT_ONSET[par]:
+            c = onset.sum(axis=1)
+        else:
+            g[:, :, 1] += onset
+            c = g[:, :, 1].sum(axis=1) * v * Q[par]
+            g[:, :, 1] *= (1 - v * Q[par])[:, None]
+        total = g.sum(axis=(1, 2), keepdims=True)
+        g /= np.where(total > 0, total, 1.0)
+        dx_u[:, par] = m                                      # d's hazard from the next month on
+        mult = links.link_multipliers(dx_u, fork.last_disp[s], fork.run_start[s], fork.birth_year[s], age, m + 1)
+        h = np.maximum(base_hazard(self.d, fork.pop.sex[s], age) * mult[:, self.d], 0.0)
+        self.coded.append(((self.u * c)[:, None] * self.zd, h))
+        self.u = self.u * (1 - c)
+        out = np.zeros(fork.n)
+        out[s] = np.where(alive0[s], event, 0.0)
+        return out
+
+
 def _observable_state(fork, t, filters) -> np.ndarray:
     """Redraw the hidden state from the claims up to t; returns importance weights.  (n,)"""
     for d, f in filters.items():
@@ -160,12 +291,13 @@ def _observable_state(fork, t, filters) -> np.ndarray:
     return weight
 
 
-def rollout(sim, patients, t, targets, reps, filters=None, mode=0):
+def rollout(sim, patients, t, targets, reps, filters=None, mode=0, integrate=True):
     """Mean and Monte-Carlo standard error of each target's label probability.
 
     patients (n,) are forked `reps` times; mode 0 = latent (true state), 1 = observable (hidden state
-    drawn given the claims, `filters` = {module: IncidenceFilter}). Returns {name: (p, se)} over each
-    target's rows.
+    drawn given the claims, `filters` = {module: IncidenceFilter}). integrate=False scores the rows
+    of _Naive / _Dependent by the forks' own indication coding instead (the plain estimator, same
+    expectation, for tests). Returns {name: (p, se)} over each target's rows.
     """
     rows = np.repeat(patients, reps)
     fork = sim.fork(rows, rollout_keys(sim.keys[patients], t, reps, mode))
@@ -178,25 +310,45 @@ def rollout(sim, patients, t, targets, reps, filters=None, mode=0):
     on_at_t = {tg.name: np.stack([_is_target(fork.reg_opt[:, r], tmasks[tg.name][r]) for r in tg.regs], axis=1)
                for tg in targets if tg.regs}                                        # (n, len(regs))
     users = {k: _Users(v) for k, v in on_at_t.items()}
+    shared = {}                                     # new-user and any-use variants share one _Naive
+    naive = {tg.name: shared.setdefault((tg.regs, tg.drugs), _Naive(fork, tg, filters, mode))
+             for tg in targets if tg.regs and integrate}
+    deps = {tg.name: _Dependent(fork, tg.d, filters, mode) for tg in targets
+            if tg.d is not None and PARENT[tg.d] >= 0 and integrate}
+    no_rows = np.zeros(fork.n, bool)
     dialysis = INDEX["dialysis"]
     for j in range(1, max(tg.window for tg in targets) + 1):
         m = t + j
         alive0, was_on, reg_start0, dx0 = fork.alive.copy(), fork.reg_opt.copy(), fork.reg_start.copy(), fork.dx.copy()
         out = fork.step(m)
-        forced = fork.cur_at_onset.any(axis=1) | out["episodes"].any(axis=1) | out["dying"] | (dx0[:, dialysis] >= 0)
+        forced_not_onset = out["episodes"].any(axis=1) | out["dying"] | (dx0[:, dialysis] >= 0)
+        forced = fork.cur_at_onset.any(axis=1) | forced_not_onset
         p_visit = np.where(alive0, np.where(forced, 1.0, fork.cur_visit_p), 0.0)   # over the month's visit draw
+        naive_event = {}
         for tg in targets:
             if j > tg.window:
                 continue
             if tg.d is not None:
                 h = _incidence_step(fork, tg.d, filt[tg.name], p_visit)
-                est[tg.name] += np.where(alive0 & (dx0[:, tg.d] < 0), h, 0.0)
+                dep = deps.get(tg.name)
+                rb = dep.rows if dep is not None else no_rows
+                est[tg.name] += np.where(alive0 & (dx0[:, tg.d] < 0) & ~rb, h, 0.0)
+                if dep is not None:
+                    other = np.delete(fork.cur_at_onset, [tg.d, dep.par], axis=1).any(axis=1) | out["dying"] \
+                        | out["episodes"].any(axis=1)
+                    est[tg.name] += dep.step(fork, m, dx0, was_on, alive0, other)
             else:
                 tm, u = tmasks[tg.name], users[tg.name]
                 pno = _no_target_after(fork, m, tg, tm, was_on, reg_start0)
-                est[tg.name] += np.where(u.rows | done[tg.name], 0.0, p_visit * (1 - pno))
+                nv = naive.get(tg.name)
+                rb = nv.rows if nv is not None else no_rows
+                est[tg.name] += np.where(u.rows | rb | done[tg.name], 0.0, p_visit * (1 - pno))
                 done[tg.name] |= np.isin(out["dispensed"], np.array(tg.drugs)).any(axis=1)
                 est[tg.name] += u.step(fork, m, tg, tm, was_on, reg_start0, dx0, alive0, forced)
+                if nv is not None and nv.inds and id(nv) not in naive_event:
+                    other = np.delete(fork.cur_at_onset, nv.inds, axis=1).any(axis=1) | forced_not_onset
+                    naive_event[id(nv)] = nv.step(fork, m, tg, tm, was_on, dx0, alive0, other)
+                est[tg.name] += naive_event.get(id(nv), 0.0)
     w = weight.reshape(-1, reps)
     w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
     res = {}
@@ -226,7 +378,7 @@ def _start_filter(fork, d, filters, mode):
 
 def _incidence_step(fork, d, g, p_visit):
     """P(module d first coded this month | not coded before), then g conditioned on the fork's month."""
-    e = np.exp(-Z_VALUES[None, :] * fork.cur_h[:, d, None])      # (n, K)
+    e = np.exp(-Z_VALUES[None, :] * np.maximum(fork.cur_h[:, d, None], 0.0))   # (n, K); h < 0 never fires
     onset = g[:, :, 0] * (1 - e)
     g[:, :, 0] *= e
     if CODED_AT_ONSET[d]:

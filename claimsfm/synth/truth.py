@@ -58,7 +58,7 @@ class IncidenceFilter:
 
     def update(self, sim):
         """After Simulation.step: this month's hazard, visit, and 'not diagnosed' observation."""
-        e = np.exp(-Z_VALUES[None, :] * sim.cur_h[:, self.d, None])   # (N, K)
+        e = np.exp(-Z_VALUES[None, :] * np.maximum(sim.cur_h[:, self.d, None], 0.0))   # (N, K); h < 0 never fires
         f0, f1 = self.f[:, :, 0] * e, self.f[:, :, 1]
         if not CODED_AT_ONSET[self.d]:
             f1 = (f1 + self.f[:, :, 0] * (1 - e)) * np.where(sim.cur_visit, 1 - Q[self.d], 1.0)[:, None]
