@@ -297,10 +297,12 @@ def main(argv=None) -> dict:
     lgbm = read_json(evals["lightgbm"] / "metrics.json")["tasks"]
     resolvable = [k for k, v in lgbm.items() if v["models"]["lightgbm"]["n_pos"] >= args.ablation_min_positives]
     finetuned = set(runs) if args.finetune_runs == "all" else set(args.finetune_runs.split(","))
-    # Most informative first: the main runs from the largest, then the ablation runs. Past --budget-s, the
-    # remaining evaluations are skipped and listed, not faked.
-    jobs = [(n, m, "all") for m in modes for n in reversed(runs) if n.endswith("-time")]
+    # Most informative first: the largest main run in the first mode, the ablation runs, the other sizes, then
+    # the other modes. Past --budget-s, the remaining evaluations are skipped and listed, not faked.
+    mains = [n for n in reversed(runs) if n.endswith("-time")]
+    jobs = [(mains[0], modes[0], "all")]
     jobs += [(n, modes[0], ",".join(resolvable)) for n in runs if not n.endswith("-time") and resolvable]
+    jobs += [(n, modes[0], "all") for n in mains[1:]] + [(n, m, "all") for m in modes[1:] for n in mains]
     not_run = []
     for name, mode, task in jobs:
         if mode == "finetune" and name not in finetuned:

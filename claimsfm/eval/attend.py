@@ -40,6 +40,7 @@ class AttendConfig:
     batch_rows: int = 64
     max_pos_weight: float = 50.0
     train_rows: int | None = 8192   # train rows per task, a seeded draw (None: all); bounds the cached states
+    tune_rows: int | None = 4096    # tuning rows scored after each epoch for early stopping (None: all)
     batch_tokens: int = 8192        # encoder pass
     seed: int = 0
 
@@ -152,6 +153,8 @@ def fit_predict(data: _Rows, d_model: int, vocab_size: int, y: np.ndarray, split
     if cfg.train_rows is not None and len(train) > cfg.train_rows:
         train = np.sort(rng.choice(train, cfg.train_rows, replace=False))
     tune = np.flatnonzero(split == TUNING)
+    if cfg.tune_rows is not None and len(tune) > cfg.tune_rows:   # early stopping reads a seeded draw
+        tune = np.sort(rng.choice(tune, cfg.tune_rows, replace=False))
     head = _module()(d_model, vocab_size, cfg.heads, cfg.key_dim)
     rest = [p for name, p in head.named_parameters() if name != "relevance"]
     opt = torch.optim.AdamW([{"params": rest, "lr": cfg.lr},
