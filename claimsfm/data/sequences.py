@@ -106,19 +106,25 @@ def build_sequences(store, subjects, cutoff_day=None, max_len: int = 512, refere
 PRETRAIN_MAX_GAP_MONTHS = 24
 
 
+def _subject_keys(subjects: np.ndarray, *parts: int) -> np.ndarray:
+    """One uint64 key per store row from (parts..., row): the seeded draws of pretraining sequences."""
+    from claimsfm.splits import splitmix64
+
+    return splitmix64(splitmix64(np.array(parts, dtype=np.int64)).sum() + subjects.astype(np.uint64))
+
+
 def pretrain_reference(store, subjects, seed: int, epoch: int) -> np.ndarray:
     """Reference day of each pretraining sequence, keyed by (seed, epoch, store row).  (k,) -> (k,) int32
 
     Subjects without events get the end of the store's last month (their [CLS] has no time anyway).
     """
     from claimsfm.data.format import month_end_day, month_of_day
-    from claimsfm.splits import splitmix64
 
     subjects = np.asarray(subjects, dtype=np.int64)
     ends = np.asarray(store.offsets)[subjects + 1]
     has = ends > np.asarray(store.offsets)[subjects]
     month = np.where(has, month_of_day(np.asarray(store.day)[np.maximum(ends - 1, 0)]), store.last_month)
-    key = splitmix64(splitmix64(np.array([seed, epoch], dtype=np.int64)).sum() + subjects.astype(np.uint64))
+    key = _subject_keys(subjects, seed, epoch)
     later = (key >> np.uint64(63)) == 1
     gap = np.where(later, 1 + (key % np.uint64(PRETRAIN_MAX_GAP_MONTHS)).astype(np.int64), 0)
     end = month_end_day(month + gap)
@@ -134,7 +140,6 @@ def pretrain_cutoff(store, subjects, seed: int, epoch: int) -> np.ndarray:
     prediction times do. Subjects without events get the end of the store's last month.
     """
     from claimsfm.data.format import month_end_day, month_of_day
-    from claimsfm.splits import splitmix64
 
     subjects = np.asarray(subjects, dtype=np.int64)
     offsets = np.asarray(store.offsets)
@@ -142,7 +147,7 @@ def pretrain_cutoff(store, subjects, seed: int, epoch: int) -> np.ndarray:
     first = np.where(has, month_of_day(np.asarray(store.day)[np.minimum(starts, max(len(store.day) - 1, 0))]),
                      store.last_month)
     span = np.maximum(store.last_month - first + 1, 1).astype(np.uint64)
-    key = splitmix64(splitmix64(np.array([seed, epoch, 0x46555455], dtype=np.int64)).sum() + subjects.astype(np.uint64))
+    key = _subject_keys(subjects, seed, epoch, 0x46555455)
     month = first + (key % span).astype(np.int64)
     return month_end_day(month).astype(np.int64).astype(np.int32)
 

@@ -147,14 +147,12 @@ def fit_predict(data: _Rows, d_model: int, vocab_size: int, y: np.ndarray, split
     torch = optional.torch()
     from sklearn.metrics import average_precision_score
 
+    from claimsfm.eval.finetune import _draw
+
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    train = np.flatnonzero(split == TRAIN)
-    if cfg.train_rows is not None and len(train) > cfg.train_rows:
-        train = np.sort(rng.choice(train, cfg.train_rows, replace=False))
-    tune = np.flatnonzero(split == TUNING)
-    if cfg.tune_rows is not None and len(tune) > cfg.tune_rows:   # early stopping reads a seeded draw
-        tune = np.sort(rng.choice(tune, cfg.tune_rows, replace=False))
+    train = _draw(np.flatnonzero(split == TRAIN), cfg.train_rows, rng)
+    tune = _draw(np.flatnonzero(split == TUNING), cfg.tune_rows, rng)   # early stopping reads a seeded draw
     head = _module()(d_model, vocab_size, cfg.heads, cfg.key_dim)
     rest = [p for name, p in head.named_parameters() if name != "relevance"]
     opt = torch.optim.AdamW([{"params": rest, "lr": cfg.lr},
@@ -198,14 +196,12 @@ def attend(model, seqs, tasks: list[tuple[str, np.ndarray, np.ndarray, np.ndarra
 
     The frozen encoder runs once over the union of the rows each task uses (its drawn train rows and all
     tuning and held-out rows)."""
-    from claimsfm.eval.finetune import take_sequences
+    from claimsfm.eval.finetune import _draw, take_sequences
 
     rng = np.random.default_rng(cfg.seed)
     used = []
     for _, rows, _, split in tasks:
-        train = rows[split == TRAIN]
-        if cfg.train_rows is not None and len(train) > cfg.train_rows:
-            train = rng.choice(train, cfg.train_rows, replace=False)
+        train = _draw(rows[split == TRAIN], cfg.train_rows, rng)
         used.append(np.concatenate([train, rows[(split == TUNING) | (split == HELD_OUT)]]))
     needed = np.unique(np.concatenate(used)) if used else np.zeros(0, np.int64)
     sub = take_sequences(seqs, needed)
