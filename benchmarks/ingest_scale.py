@@ -3,7 +3,7 @@ corpora of growing size, against a bare Python decode+split loop over the same f
 writes benchmarks/results/ingest_scale.json.
 
     nice -n 5 python benchmarks/ingest_scale.py [--sizes 0.1,0.4,2] [--threads 1,2] [--root /tmp/claimsfm_scale]
-                                                [--memory-limit ""] [--keep]
+                                                [--memory-limit ""] [--identity 0.4] [--keep]
 
 Corpora come from claimsfm.ingest.bulk (facilities x 12 months, recurring patients, ~10,000 codes),
 built once per size under --root and deleted at the end unless --keep. Each ingest is a fresh
@@ -11,6 +11,9 @@ built once per size under --root and deleted at the end unless --keep. Each inge
 ru_maxrss from wait4. The Python reference reads each file, decodes CP932 and splits every line on
 commas (nothing else), in this process, right after the ingests of that size. The 70 GB projection
 fits wall = a + b * GB and RSS = c + d * GB on the measured sizes of the largest thread count.
+`--identity GB`: on that corpus, the in-memory ingest (the reference twin: write_dataset(in_memory=True) and
+build_store from its MEDS files, in a fresh process) must give the same files as the last `claimsfm ingest`
+(spill.output_checksums over data/, metadata/ and store/: a sha256 of every file).
 """
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ def corpus(root: Path, gb: float) -> list[Path]:
 def ingest_rss(folder: Path, out: Path, threads: int, memory_limit: str) -> dict:
     """One `claimsfm ingest` process: wall seconds, peak RSS (the child's ru_maxrss from wait4), stage table."""
     shutil.rmtree(out, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "claimsfm.cli.main", "ingest", str(folder), "--out", str(out),
            "--threads", str(threads), "--no-progress"] + (["--memory-limit", memory_limit] if memory_limit else [])
     env = {**os.environ, "CLAIMSFM_SALT": SALT, "COLUMNS": "200"}
@@ -76,6 +80,42 @@ def _spawn(cmd: list[str], env: dict, stderr) -> int:
         finally:
             os._exit(127)
     return pid
+
+
+REFERENCE = """
+import sys
+from pathlib import Path
+from claimsfm.data.build import build_store
+from claimsfm.ingest import IngestConfig, write_dataset
+cfg = IngestConfig(inputs=[Path(sys.argv[1])], out=Path(sys.argv[2]), threads=int(sys.argv[3]), progress=False)
+write_dataset(cfg, cfg.out, in_memory=True)
+build_store(cfg.out, cfg.out / "store", min_count=cfg.min_count, code_level=cfg.code_level,
+            source=cfg.out.resolve(), threads=cfg.n_threads())
+"""
+
+
+def identity(folder: Path, ingested: Path, ref: Path, threads: int) -> dict:
+    """The in-memory twin in a fresh process (its wall and peak RSS too), then a checksum of every file."""
+    from claimsfm.ingest.spill import output_checksums
+
+    shutil.rmtree(ref, ignore_errors=True)
+    ref.mkdir(parents=True)
+    env = {**os.environ, "CLAIMSFM_SALT": SALT}
+    t0 = time.perf_counter()
+    with open(ref.parent / "ref.stderr", "w") as f:
+        pid = _spawn([sys.executable, "-c", REFERENCE, str(folder), str(ref), str(threads)], env, f)
+        _, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - t0
+    err = (ref.parent / "ref.stderr").read_text()
+    (ref.parent / "ref.stderr").unlink()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"in-memory reference failed:\n{err[-3000:]}")
+    parts = ("data", "metadata", "store")
+    a = {k: v for k, v in output_checksums(ingested).items() if k.split("/")[0] in parts}
+    b = {k: v for k, v in output_checksums(ref).items() if k.split("/")[0] in parts}
+    differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    return {"files": len(a), "identical": not differ and len(a) > 0, "differ": differ[:20],
+            "in_memory_wall_s": round(wall, 2), "in_memory_peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
 
 
 def python_split(files: list[Path]) -> float:
@@ -115,6 +155,9 @@ def summarize(runs: list[dict], threads: int) -> dict:
         "peak_rss_largest_within_10pct_of_previous": big[top]["peak_rss_mb"] <= 1.1 * mid[top]["peak_rss_mb"],
         "mb_per_s_largest_ge_60": big[top]["mb_per_s"] >= 60,
         "x_python_split_largest_ge_2_5": big[top]["x_python_split"] >= 2.5}
+    checked = [r["identity"] for r in runs if "identity" in r]
+    if checked:
+        out["targets"]["outputs_identical_to_in_memory"] = all(c["identical"] for c in checked)
     return out
 
 
@@ -124,6 +167,8 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--root", type=Path, default=Path("/tmp/claimsfm_scale"))
     ap.add_argument("--memory-limit", default="", help="passed to ingest (default: ingest's own default)")
+    ap.add_argument("--identity", type=float, default=0.4,
+                    help="corpus size (GB) whose outputs are checked against the in-memory ingest (0: none)")
     ap.add_argument("--keep", action="store_true", help="keep the corpora for another run")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--note", default="", help="conditions of the run, kept in the JSON (e.g. the machine load)")
@@ -145,11 +190,16 @@ def main() -> None:
             row["python_split_mb_per_s"] = round(mb / py, 1)
             for t in threads:
                 row[f"ingest_{t}t"]["x_python_split"] = round(py / row[f"ingest_{t}t"]["wall_s"], 2)
+            if args.identity and abs(gb - args.identity) < 1e-9:
+                ref = args.root / "ref" / "out"  # the same folder name: dataset.json names the dataset after it
+                row["identity"] = identity(files[0].parents[1], args.root / "out", ref, threads[-1])
+                print(json.dumps(row["identity"]), file=sys.stderr)
             row["load_avg_1m_after"] = os.getloadavg()[0]
             runs.append(row)
             print(json.dumps(row), file=sys.stderr)
     finally:
         shutil.rmtree(args.root / "out", ignore_errors=True)
+        shutil.rmtree(args.root / "ref", ignore_errors=True)
         if not args.keep:
             shutil.rmtree(args.root, ignore_errors=True)
     result = {"benchmark": "ingest_scale", "cpu_count": os.cpu_count(), "threads": threads,

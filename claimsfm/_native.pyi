@@ -81,6 +81,12 @@ def partition_spill(spill: str, bucket_of_key: npt.NDArray[np.uint16], bucket_pa
     """Scatter a spill file of SpillRow records into bucket files (input order kept); rows per bucket."""
 
 
+def bucket_events(path: str, key_sid: npt.NDArray[np.int64], code_rank: npt.NDArray[np.int64],
+                  code_rule: npt.NDArray[np.uint8], facility_rank: npt.NDArray[np.int64]) -> dict[str, np.ndarray]:
+    """A bucket file of SpillRow records -> its de-duplicated events in ingest's total order: subject, time_us,
+    dx_start_us (int64), code, facility (int32), value (float32), suspected (uint8); see csrc/bucket_events.hpp."""
+
+
 def parse_csv(path: str, threads: int = 1, skip_bad: bool = False) -> CsvResult:
     """Parse a subject_id,time,code[,numeric_value] CSV."""
 
@@ -117,6 +123,14 @@ def order_events(subject: npt.ArrayLike, day: npt.ArrayLike, facility: npt.Array
                  inpatient: npt.ArrayLike, n_subjects: int, /
                  ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.uint8]]:
     """Store build: (order (R,) by (subject, day, visit, code), visit (R,) int32, visit_inpatient (R,) uint8)."""
+
+
+def store_rows(subject: npt.ArrayLike, time_us: npt.ArrayLike, code: npt.ArrayLike, facility: npt.ArrayLike,
+               suspected: npt.ArrayLike, value: npt.ArrayLike, code_rank: npt.ArrayLike, facility_rank: npt.ArrayLike,
+               birth: int, death: int, inpatient: int, sex_codes: list[tuple[int, int]], flag_suspected: int,
+               flag_inpatient: int) -> dict:
+    """Token store rows of one sorted bucket: subject_ids, counts, birth_day, death_day, sex (per subject), code,
+    day, visit, flags, value (per event, store order), day_range (min, max; max < min: no events)."""
 
 
 def mlm_batch_key(seed: int, epoch: int, step: int) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from claimsfm.errors import ClaimsfmError
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 _REBUILD = "rebuild it with `pip install --no-build-isolation -e .`"
 
 

@@ -106,6 +106,43 @@ void bind_data(py::module_& m) {
         return py::make_tuple(order, visit, visit_inpatient);
       },
       "Store build: (order (n,) int64 by (subject, day, visit, code), visit (n,) int32, visit_inpatient (n,) uint8)");
+  m.def(
+      "store_rows",
+      [](carray<int64_t> subject, carray<int64_t> time_us, carray<int32_t> code, carray<int32_t> facility,
+         carray<uint8_t> suspected, carray<float> value, carray<int64_t> code_rank, carray<int64_t> facility_rank,
+         int32_t birth, int32_t death, int32_t inpatient, const std::vector<std::pair<int32_t, int8_t>>& sex_codes,
+         uint8_t flag_suspected, uint8_t flag_inpatient) {
+        const py::ssize_t n = subject.size();
+        if (time_us.size() != n || code.size() != n || facility.size() != n || suspected.size() != n ||
+            value.size() != n) {
+          throw std::invalid_argument("store_rows: arrays of different lengths");
+        }
+        claimsfm::StoreRows r;
+        {
+          py::gil_scoped_release release;  // the arrays are held by this call
+          r = claimsfm::store_rows(subject.data(), time_us.data(), code.data(), facility.data(), suspected.data(),
+                                   value.data(), n, code_rank.data(), code_rank.size(), facility_rank.data(),
+                                   facility_rank.size(), birth, death, inpatient, sex_codes, flag_suspected,
+                                   flag_inpatient);
+        }
+        py::dict d;
+        d["subject_ids"] = to_numpy(std::move(r.ids));
+        d["counts"] = to_numpy(std::move(r.counts));
+        d["birth_day"] = to_numpy(std::move(r.birth_day));
+        d["death_day"] = to_numpy(std::move(r.death_day));
+        d["sex"] = to_numpy(std::move(r.sex));
+        d["code"] = to_numpy(std::move(r.code));
+        d["day"] = to_numpy(std::move(r.day));
+        d["visit"] = to_numpy(std::move(r.visit));
+        d["flags"] = to_numpy(std::move(r.flags));
+        d["value"] = to_numpy(std::move(r.value));
+        d["day_range"] = py::make_tuple(r.day_min, r.day_max);
+        return d;
+      },
+      py::arg("subject"), py::arg("time_us"), py::arg("code"), py::arg("facility"), py::arg("suspected"),
+      py::arg("value"), py::arg("code_rank"), py::arg("facility_rank"), py::arg("birth"), py::arg("death"),
+      py::arg("inpatient"), py::arg("sex_codes"), py::arg("flag_suspected"), py::arg("flag_inpatient"),
+      "Token store rows of one sorted bucket (see csrc/store.hpp; data/stream.py StoreWriter.prepare)");
   m.def("mlm_batch_key", &claimsfm::mlm_batch_key, py::arg("seed"), py::arg("epoch"), py::arg("step"),
         "Key of the MLM draws of batch (seed, epoch, step)");
   m.def(

@@ -2,6 +2,7 @@
 #include <atomic>
 
 #include "bind_numpy.hpp"
+#include "bucket_events.hpp"
 #include "csv_parser.hpp"
 #include "event_sort.hpp"
 #include "spill.hpp"
@@ -144,6 +145,27 @@ py::array_t<int64_t> partition_spill(const std::string& spill, carray<uint16_t> 
   return to_numpy(std::move(counts));
 }
 
+py::dict bucket_events(const std::string& path, carray<int64_t> key_sid, carray<int64_t> code_rank,
+                       carray<uint8_t> code_rule, carray<int64_t> facility_rank) {
+  if (code_rank.size() != code_rule.size()) throw py::value_error("bucket_events: code_rank and code_rule differ");
+  const claimsfm::BucketTables tables{key_sid.data(), key_sid.size(), code_rank.data(), code_rule.data(),
+                                      code_rank.size(), facility_rank.data(), facility_rank.size()};
+  claimsfm::BucketEvents e;
+  {
+    py::gil_scoped_release release;  // the tables are held by this call
+    e = claimsfm::bucket_events(path, tables);
+  }
+  py::dict d;
+  d["subject"] = to_numpy(std::move(e.subject));
+  d["time_us"] = to_numpy(std::move(e.time_us));
+  d["code"] = to_numpy(std::move(e.code));
+  d["value"] = to_numpy(std::move(e.value));
+  d["facility"] = to_numpy(std::move(e.facility));
+  d["suspected"] = to_numpy(std::move(e.suspected));
+  d["dx_start_us"] = to_numpy(std::move(e.dx_start_us));
+  return d;
+}
+
 }  // namespace
 
 void bind_ingest(py::module_& m) {
@@ -164,6 +186,9 @@ void bind_ingest(py::module_& m) {
         py::arg("dx_start"), "Permutation in ingest's total event order (see csrc/event_sort.hpp).");
   m.def("partition_spill", &partition_spill, py::arg("spill"), py::arg("bucket_of_key"), py::arg("bucket_paths"),
         py::arg("progress") = nullptr, "Scatter a spill file into bucket files by key (see csrc/spill.hpp); returns rows per bucket.");
+  m.def("bucket_events", &bucket_events, py::arg("path"), py::arg("key_sid"), py::arg("code_rank"),
+        py::arg("code_rule"), py::arg("facility_rank"),
+        "A bucket file -> its de-duplicated events in ingest's total order (see csrc/bucket_events.hpp).");
   m.def("group_by_subject", &group_by_subject, py::arg("subject"), py::arg("time_us"),
         py::arg("threads") = 1,
         "Permutation grouping events by subject, time-ordered: (order, offsets, subjects).");

@@ -61,7 +61,21 @@ class StoreWriter:
         self.months: list[int] = []
 
     def prepare(self, t) -> dict:
-        """One bucket (a sorted EventTable of whole subjects) -> the rows to append."""
+        """One bucket (a sorted EventTable of whole subjects) -> the rows to append, in C++ with the GIL released
+        (csrc/store.cpp store_rows); `prepare_numpy` is its twin."""
+        r = native().store_rows(t.subject, t.time_us, t.code, t.facility, t.suspected.view(np.uint8), t.value,
+                                self.code_rank, self.fac_rank, self.birth, self.death, self.inpatient, self.sex,
+                                F.FLAG_SUSPECTED, F.FLAG_INPATIENT)
+        r["split"] = self.splits.of(r["subject_ids"]).astype(np.uint8)
+        train = np.repeat(r["split"] == TRAIN, r["counts"])
+        susp = (r["flags"][train] & F.FLAG_SUSPECTED) != 0
+        r["train"] = np.bincount(r["code"][train].astype(np.int64) * 2 + susp, minlength=len(self.train))
+        lo, hi = r.pop("day_range")
+        r["months"] = tuple(F.month_of_day([lo, hi])) if hi >= lo else None
+        return r
+
+    def prepare_numpy(self, t) -> dict:
+        """The numpy twin of `prepare` (tests/ingest/test_spill.py compares them)."""
         s = t.subject
         new = np.r_[True, s[1:] != s[:-1]] if len(s) else np.zeros(0, bool)
         ids = s[new]
@@ -85,7 +99,7 @@ class StoreWriter:
                "code": code[o].astype(np.int32), "day": day[o], "visit": visit[o], "flags": flags[o],
                "value": t.value[ev][o].astype(np.float32),
                "train": np.bincount(t.code[train] * 2 + t.suspected[train], minlength=len(self.train)),
-               "months": (F.month_of_day(day).min(), F.month_of_day(day).max()) if len(day) else None}
+               "months": tuple(F.month_of_day([day.min(), day.max()])) if len(day) else None}  # monotone in day
         for name, cid in (("birth_day", self.birth), ("death_day", self.death)):
             rows = (t.code == cid) & dated
             first = np.full(m, np.iinfo(np.int32).max, np.int32)
@@ -116,11 +130,14 @@ class StoreWriter:
             raise ClaimsfmError(f"{meds_dir / 'metadata' / 'codes.parquet'}: --code-level mapped needs parent codes "
                                 "(ingest with --masters)")
         seen = np.flatnonzero(per_code > 0)
-        code_names = sorted(self.code_names[i] for i in seen)
+        names = [self.code_names[i] for i in seen.tolist()]
+        code_names = sorted(names)
+        index = {name: i for i, name in enumerate(code_names)}
         final = np.full(len(self.code_names), -1, np.int32)
-        final[seen] = np.searchsorted(np.asarray(code_names, dtype=object),
-                                      np.asarray([self.code_names[i] for i in seen], dtype=object)).astype(np.int32)
-        train = Counter({(self.code_names[c >> 1], bool(c & 1)): int(k) for c, k in enumerate(self.train) if k})
+        final[seen] = np.fromiter((index[name] for name in names), np.int32, len(names))
+        nonzero = np.flatnonzero(self.train).tolist()  # plain ints: no numpy scalar per code
+        counts = self.train[nonzero].tolist()
+        train = Counter({(self.code_names[c >> 1], bool(c & 1)): k for c, k in zip(nonzero, counts)})
         vocab = _make_vocab(train, parents, code_level, min_count)
         plain, suspected = _token_tables(code_names, vocab, parents, code_level)
         self._final_pass(final, plain, suspected, progress)

@@ -336,7 +336,8 @@ def unused_by_store(t: EventTable) -> dict:
     names = np.asarray(t.code_names, dtype=object)
     static = t.time_us == NO_TIME
     counts = np.bincount(t.code[static], minlength=len(names)) if len(names) else np.zeros(0, np.int64)
-    other = {str(names[i]): int(k) for i, k in enumerate(counts) if k and names[i] not in SEX_CODES}
+    nonzero = np.flatnonzero(counts).tolist()  # not a loop over every code: the out-of-core path calls this per bucket
+    other = {str(names[i]): int(counts[i]) for i in nonzero if names[i] not in SEX_CODES}
     dated = t.time_us[~static]
     return {"static_rows_not_tokens": dict(sorted(other.items())),
             "text_values": 0 if t.text is None else int((t.text >= 0).sum()),

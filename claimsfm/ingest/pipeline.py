@@ -192,7 +192,7 @@ def _write_uke_spilled(config: IngestConfig, work: Path, found: Inputs, salt: by
     """Parse to a spill file, pseudonymise the key table, partition by subject_id, sort and write each bucket
     (and its token store rows, with `store`: the StoreWriter returned, to close once metadata/ is written)."""
     folder = spill.spill_folder(work)
-    spill.return_freed_memory()
+    spill.configure_malloc()
     streamed = None
     try:
         with stages("parse"):
@@ -214,7 +214,9 @@ def _write_uke_spilled(config: IngestConfig, work: Path, found: Inputs, salt: by
                                         config.progress)
             else:
                 paths = [folder / "events.bin"]
-        writer = shards.ShardWriter(work, config.shard_rows, splits)
+        # About half of sort+write's CPU is the shards' Arrow conversion and parquet write: one writer thread per
+        # two --threads (on 2 cores, a second writer was no faster and its shards in flight raised the peak RSS).
+        writer = shards.ShardWriter(work, config.shard_rows, splits, writers=max(1, config.n_threads() // 2))
         code_names = list(raw["codes"])
         if store:
             from claimsfm.data.stream import StoreWriter

@@ -58,7 +58,8 @@ def _part(text: str) -> str:
 def canonical_key(raw: bytes, utf8: bool) -> str:
     """Decode a parser key (parts joined by 0x1F) and normalise each part."""
     text = raw.decode("utf-8" if utf8 else "cp932", errors="backslashreplace")
-    parts = [_part(p) for p in text.split(_SEP)]
+    # NFKC leaves ASCII as it is: most keys (chart numbers) skip the normaliser.
+    parts = [p.strip() for p in text.split(_SEP)] if text.isascii() else [_part(p) for p in text.split(_SEP)]
     if parts[0] == "N":  # name-based key: spacing inside a name varies between systems
         parts[2] = "".join(parts[2].split())
     return _SEP.join(parts)
@@ -77,10 +78,30 @@ def subject_id(salt: bytes, key: str) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+def subject_hasher(salt: bytes):
+    """`subject_id(salt, .)` for many keys: HMAC-SHA256 from the salt's inner and outer pad states, copied
+    per key (RFC 2104; hmac.new per key costs twice as much). tests/ingest/test_privacy.py checks the twin."""
+    block = hashlib.sha256().block_size
+    key = hashlib.sha256(salt).digest() if len(salt) > block else salt
+    key = key.ljust(block, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def one(text: str) -> int:
+        i = inner.copy()
+        i.update(text.encode("utf-8"))
+        o = outer.copy()
+        o.update(i.digest())
+        return int.from_bytes(o.digest()[:8], "big") >> 1
+
+    return one
+
+
 def subject_ids(salt: bytes, raw_keys, key_utf8) -> np.ndarray:
     """(n_keys,) int64 subject ids for the parser's key table."""
-    ids = [subject_id(salt, canonical_key(k, bool(u))) for k, u in zip(raw_keys, key_utf8)]
-    return np.asarray(ids, dtype=np.int64)
+    one = subject_hasher(salt)
+    flags = np.asarray(key_utf8).tolist()
+    return np.fromiter((one(canonical_key(k, u)) for k, u in zip(raw_keys, flags)), np.int64, len(flags))
 
 
 def facility_label(salt: bytes, code: str) -> str:

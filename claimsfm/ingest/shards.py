@@ -16,17 +16,21 @@ class ShardWriter:
     """`write_data` fed one piece at a time: pieces are sorted EventTables over increasing subject_id
     ranges (the out-of-core ingest's buckets). Each split keeps its pending rows (as numpy columns,
     ~37 bytes a row; Arrow with its strings only for the shard being written) until a shard is
-    complete, so memory is bounded by a shard per split plus one piece, and the files are byte for
-    byte those `write_data` writes for the whole table (tests/ingest/test_spill.py)."""
+    complete, so memory is bounded by a shard per split plus one piece and the `writers` shards being
+    written, and the files are byte for byte those `write_data` writes for the whole table
+    (tests/ingest/test_spill.py)."""
 
     BYTES_PER_ROW = 40  # a pending row (EventTable columns); spill.py reserves shard_rows of them per split
 
-    def __init__(self, out: Path, shard_rows: int, splits: Splits | None = None):
+    def __init__(self, out: Path, shard_rows: int, splits: Splits | None = None, writers: int = 1):
         from concurrent.futures import ThreadPoolExecutor
 
         self.shard_rows, self.splits = shard_rows, splits
-        self.io = ThreadPoolExecutor(max_workers=1)  # parquet writes (GIL released) overlap the next piece
-        self.writing = None
+        # Shards are converted and written on `writers` threads (Arrow and parquet release the GIL), overlapping
+        # each other and the next pieces.
+        self.writers = max(1, writers)
+        self.io = ThreadPoolExecutor(max_workers=self.writers)
+        self.writing: list = []
         self.folders = [out / "data" / name for name in SPLITS]
         for folder in self.folders:
             folder.mkdir(parents=True, exist_ok=True)
@@ -37,37 +41,48 @@ class ShardWriter:
         self.counts = {name: 0 for name in SPLITS}
 
     def add(self, t: EventTable) -> None:
+        self.add_pieces(self.pieces(t))
+
+    def pieces(self, t: EventTable) -> list:
+        """A piece's rows of each split, with their subject starts: (split code, EventTable, starts) for the
+        non-empty splits. Reads no state, so worker threads call it; `add_pieces` then appends in order."""
         codes = self.splits.of(t.subject) if self.splits is not None else split_codes(t.subject)
-        for code, name in enumerate(SPLITS):
+        out = []
+        for code in range(len(SPLITS)):
             rows = np.flatnonzero(codes == code)
-            if not len(rows):
-                continue
-            sub = t.subject[rows]
-            starts = np.flatnonzero(np.r_[True, sub[1:] != sub[:-1]]) + self.rows[code]
-            self.pending[code].append(t.take(rows))
-            self.starts[code].append(starts)
-            self.rows[code] += len(rows)
-            self.counts[name] += int(len(rows))
+            if len(rows):
+                sub = t.subject[rows]
+                out.append((code, t.take(rows), np.flatnonzero(np.r_[True, sub[1:] != sub[:-1]])))
+        return out
+
+    def add_pieces(self, pieces: list) -> None:
+        for code, table, starts in pieces:
+            self.pending[code].append(table)
+            self.starts[code].append(starts + self.rows[code])
+            self.rows[code] += len(table)
+            self.counts[SPLITS[code]] += int(len(table))
             self._cut(code, final=False)
 
     def close(self) -> dict:
         try:
             for code in range(len(SPLITS)):
                 self._cut(code, final=True)
-            self._wait()
+            self._wait(0)
         finally:
             self.io.shutdown(wait=True)
         return self.counts
 
-    def _wait(self) -> None:
-        if self.writing is not None:
-            self.writing.result()  # re-raises a failed write
-            self.writing = None
+    def _wait(self, keep: int = 0) -> None:
+        """Wait for the oldest shard writes until at most `keep` are in flight."""
+        while len(self.writing) > keep:
+            self.writing.pop(0).result()  # re-raises a failed write
 
     def _cut(self, code: int, final: bool) -> None:
         """Write every complete shard: it ends at the first subject start at or past shard_rows
         (a start at the very end of the pending rows is known only once the next piece or the end comes)."""
         while self.rows[code]:
+            if not final and self.rows[code] <= self.shard_rows:
+                return  # no subject starts at or past shard_rows yet (spares the join below on every piece)
             starts = np.concatenate(self.starts[code])
             i = np.searchsorted(starts, self.shard_rows)
             if i < len(starts):
@@ -76,13 +91,25 @@ class ShardWriter:
                 end = self.rows[code]
             else:
                 return
-            table = concat_tables(self.pending[code])
-            self._wait()  # one Arrow shard at a time (converted or being written): memory bounded by a shard
-            shard = to_arrow(table.take(slice(0, end)))  # views: to_arrow copies
-            self.writing = self.io.submit(pq.write_table, shard, self.folders[code] / f"{self.shards[code]}.parquet")
+            head, rest, at = [], [], 0  # the pieces split at `end`; slices are views, nothing is copied here
+            for piece in self.pending[code]:
+                if at + len(piece) <= end:
+                    head.append(piece)
+                elif at >= end:
+                    rest.append(piece)
+                else:
+                    head.append(piece.take(slice(0, end - at)))
+                    rest.append(piece.take(slice(end - at, None)))
+                at += len(piece)
+            self._wait(self.writers - 1)  # at most `writers` shards converted or being written
+            # Joined and converted here (the caller's thread, idle while the workers prepare the next pieces),
+            # written on a writer thread: a writer that also converted became the slowest thread of sort+write.
+            shard = to_arrow(concat_tables(head))
+            path = self.folders[code] / f"{self.shards[code]}.parquet"
+            self.writing.append(self.io.submit(pq.write_table, shard, path))
             self.shards[code] += 1
             self.rows[code] -= end
-            self.pending[code] = [table.take(np.arange(end, len(table)))] if self.rows[code] else []
+            self.pending[code] = rest
             self.starts[code] = [starts[starts >= end] - end] if self.rows[code] else []
 
 

@@ -41,6 +41,8 @@ MAX_DEFAULT_MEMORY = 1 << 30  # ... up to 1 GiB: larger buckets sort no faster, 
 MIN_MEMORY = 64 << 20     # below this the per-bucket overhead dominates
 BASE_MEMORY = 160 << 20   # interpreter, numpy, pyarrow, the key table: not available to buckets
 MAX_BUCKETS = 4096        # bucket files open at once during the partition
+MIN_BUCKET_EVENTS = 1 << 16  # below this a bucket's fixed costs (files, per-call tables) dominate: a limit under
+#                              BASE_MEMORY gave 4096 buckets of ~3k events and a 5x slower sort+write
 CHUNK_ROWS = 1 << 21      # spill rows read at a time by the partition (56 MB)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
@@ -74,19 +76,27 @@ def available_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-MMAP_THRESHOLD = 8 << 20  # measured on the 0.4 GB bulk corpus: default (dynamic) 781 MB peak, 3.2 s system
-#                          time; 1 MiB 654 MB but 6.0 s (page faults on fresh pages); 8 MiB 737 MB, 3.6 s
+MMAP_THRESHOLD = 32 << 20  # glibc's largest dynamic value, fixed: a bucket's arrays (< 32 MiB) come from the heap
+M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_ARENA_MAX = -3, -1, -8  # mallopt parameters (malloc.h)
+# Measured (2 threads, load ~3; user / system CPU s, peak RSS at 0.4 GB -> 2 GB of bulk UKE):
+#   8 MiB threshold + malloc_trim after each bucket (session 3): 27.3 / 15.5 s, 500 -> 547 MB
+#   32 MiB, no per-bucket trim, one arena:                       30.1 /  6.8 s, 574 -> 607 MB (+6%)
+#   default threshold, no per-bucket trim, one arena:            28.9 /  9.8 s, 516 -> 571 MB (+11%)
 
 
-def return_freed_memory() -> None:
-    """Make glibc give large freed blocks (>= MMAP_THRESHOLD) back to the OS at once: with its default
-    dynamic threshold, the buckets' arrays, freed one after another on several threads, stayed in the
-    heap arenas and the peak RSS crept up with the number of buckets. No-op off glibc."""
+def configure_malloc() -> None:
+    """Let the buckets reuse each other's memory instead of faulting in fresh pages: every bucket allocates
+    and frees the same few sizes, so glibc keeps them in one arena (M_ARENA_MAX 1: the worker threads do not
+    grow arenas of their own, whose free holes stayed resident and grew with the number of buckets) and does
+    not trim the heap after each free (M_TRIM_THRESHOLD); blocks of MMAP_THRESHOLD and more are still unmapped
+    when freed. Process-wide; no-op off glibc."""
     import ctypes
 
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD (malloc.h); a fixed value turns the dynamic one off
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)  # a fixed value turns the dynamic one off
+        libc.mallopt(M_TRIM_THRESHOLD, 8 * MMAP_THRESHOLD)
+        libc.mallopt(M_ARENA_MAX, 1)
     except (OSError, AttributeError):
         pass
 
@@ -105,9 +115,10 @@ def trim_heap() -> None:
 def bucket_count(n_events: int, memory: int, workers: int, shard_rows: int = 0) -> int:
     """How many buckets of about n_events / count events each, `workers` at a time, fit in `memory` beside
     the pending MEDS shards (up to `shard_rows` rows per split, shards.ShardWriter). Not rounded to a power
-    of two, so a bucket holds about the same number of events whatever the corpus size."""
+    of two, so a bucket holds about the same number of events whatever the corpus size. Never below
+    MIN_BUCKET_EVENTS events a bucket: a limit too small for that is exceeded rather than met slowly."""
     pending = len(SPLITS) * min(shard_rows, n_events) * shards.ShardWriter.BYTES_PER_ROW
-    per_bucket = max(1, (memory - BASE_MEMORY - pending) // (BYTES_PER_EVENT * max(1, workers)))
+    per_bucket = max(MIN_BUCKET_EVENTS, (memory - BASE_MEMORY - pending) // (BYTES_PER_EVENT * max(1, workers)))
     return int(min(MAX_BUCKETS, max(1, -(-n_events // per_bucket))))
 
 
@@ -233,11 +244,24 @@ def partition_numpy(spill: Path, folder: Path, bucket_of_key: np.ndarray, n_buck
 
 
 def bucket_table(path: Path, key_sid: np.ndarray, code_names: list, facility_names: list) -> events.EventTable:
-    """One bucket file -> its de-duplicated, sorted EventTable (as events.from_uke does for the whole corpus)."""
+    """One bucket file -> its de-duplicated, sorted EventTable (as events.from_uke does for the whole corpus),
+    in C++ with the GIL released (csrc/bucket_events.cpp); `bucket_table_numpy` is its twin."""
+    from claimsfm.native import native
+
+    rank, is_dx, once = events._name_tables(code_names)
+    rule = is_dx.astype(np.uint8) | (once.astype(np.uint8) << 1)
+    c = native().bucket_events(str(path), key_sid, rank, rule, events.code_ranks(facility_names))
+    path.unlink()
+    return events.EventTable(c["subject"], c["time_us"], c["code"], code_names, c["value"], c["facility"],
+                             facility_names, c["suspected"].view(bool), c["dx_start_us"])
+
+
+def bucket_table_numpy(path: Path, key_sid: np.ndarray, code_names: list, facility_names: list) -> events.EventTable:
+    """The numpy twin of `bucket_table` (events.raw_table: first_observations, then EventTable.sorted)."""
     rows = np.fromfile(path, dtype=SPILL_DTYPE)
     path.unlink()
     return events.raw_table(key_sid, rows["key"], rows["day"], rows["code"], code_names, rows["value"],
-                            rows["facility"], facility_names, rows["suspected"], rows["dx_start"], native_sort=True)
+                            rows["facility"], facility_names, rows["suspected"], rows["dx_start"])
 
 
 class Totals:
@@ -249,12 +273,17 @@ class Totals:
         self.events = 0
         self.unused: dict = {"static_rows_not_tokens": {}, "text_values": 0, "events_with_time_of_day": 0}
 
-    def add(self, t: events.EventTable) -> None:
-        self.events += len(t)
-        self.per_code += np.bincount(t.code, minlength=len(self.per_code))
+    def part(self, t: events.EventTable) -> tuple:
+        """What `merge` adds for one piece (reads no state: worker threads call it)."""
         s = t.subject  # sorted: the first row of each subject
-        self.subjects.append(s[np.r_[True, s[1:] != s[:-1]]] if len(s) else s)
-        u = meds.unused_by_store(t)
+        return (len(t), np.bincount(t.code, minlength=len(self.per_code)),
+                s[np.r_[True, s[1:] != s[:-1]]] if len(s) else s, meds.unused_by_store(t))
+
+    def merge(self, part: tuple) -> None:
+        n, per_code, subjects, u = part
+        self.events += n
+        self.per_code += per_code
+        self.subjects.append(subjects)
         for code, k in u["static_rows_not_tokens"].items():
             self.unused["static_rows_not_tokens"][code] = self.unused["static_rows_not_tokens"].get(code, 0) + k
         for name in ("text_values", "events_with_time_of_day"):
@@ -272,11 +301,11 @@ def sort_and_write(paths: list[Path], key_sid, code_names, facility_names, write
     """Prepare buckets (and their token store rows, with a data.stream.StoreWriter `store`, else None) on
     `threads` threads (numpy, Arrow and order_events release the GIL); write them in order."""
 
-    def prepare(path):
-        t = bucket_table(path, key_sid, code_names, facility_names)
-        return t, (store.prepare(t) if store is not None else None)
-
     totals = Totals(len(code_names))
+
+    def prepare(path):  # all of a bucket's work that does not depend on the buckets before it
+        t = bucket_table(path, key_sid, code_names, facility_names)
+        return writer.pieces(t), (store.prepare(t) if store is not None else None), totals.part(t)
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool, bar(len(paths), "sort+write", "bucket",
                                                                        progress) as pb:
         pending = []
@@ -289,13 +318,29 @@ def sort_and_write(paths: list[Path], key_sid, code_names, facility_names, write
     return totals
 
 
-def _write_one(t: events.EventTable, rows, writer: shards.ShardWriter, store, totals: Totals, pb) -> None:
-    writer.add(t)
+def _write_one(pieces: list, rows, part: tuple, writer: shards.ShardWriter, store, totals: Totals, pb) -> None:
+    writer.add_pieces(pieces)
     if store is not None:
         store.append(rows)
-    totals.add(t)
+    totals.merge(part)
     pb.update(1)
-    trim_heap()
+
+
+def output_checksums(root: Path) -> dict:
+    """sha256 of every file under `root` (path -> hex), dataset.json without its creation time and format.json
+    without its source path: what the out-of-core and in-memory ingests must agree on (tests, benchmarks)."""
+    import hashlib
+    import json
+
+    out = {}
+    for f in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+        data = f.read_bytes()
+        if f.name in ("dataset.json", "format.json"):
+            meta = json.loads(data)
+            meta.pop("created_at" if f.name == "dataset.json" else "source")
+            data = json.dumps(meta, sort_keys=True).encode()
+        out[str(f.relative_to(root))] = hashlib.sha256(data).hexdigest()
+    return out
 
 
 def spill_folder(work: Path) -> Path:

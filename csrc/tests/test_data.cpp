@@ -1,6 +1,7 @@
 // Plain C++ checks of the sequence builder, packer and masking (CTest; also under ASan/UBSan).
 // The exhaustive comparisons against the Python twins live in tests/data/.
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
 #include <stdexcept>
 #include <vector>
@@ -93,8 +94,36 @@ static void test_order_events() {
   CHECK(inp[2] == 1 && inp[1] == 0 && inp[4] == 0);
 }
 
+static void test_store_rows() {
+  // Codes: 0 MEDS_BIRTH, 1 SEX//M, 2 SEX//F, 3 JPVISIT//INPATIENT, 4 JPDX (rank order 4 < 3 < 0 < 2 < 1).
+  const int64_t us = 86'400'000'000LL, none = INT64_MIN;
+  const int64_t subject[] = {3, 3, 3, 3, 3, 9, 9, 9};
+  const int64_t time[] = {none, none, 5 * us, 5 * us, -2 * us, none, 7 * us, 7 * us};
+  const int32_t code[] = {2, 1, 0, 4, 3, 1, 4, 0};
+  const int32_t fac[] = {-1, -1, -1, 0, 0, -1, 1, -1};
+  const uint8_t susp[] = {0, 0, 0, 1, 0, 0, 0, 0};
+  const float value[] = {0, 0, 0, 1.5f, 2.5f, 0, 3.5f, 0};
+  const int64_t code_rank[] = {2, 4, 3, 1, 0}, fac_rank[] = {1, 0};
+  const std::vector<std::pair<int32_t, int8_t>> sex = {{1, 1}, {2, 2}};
+  StoreRows r = store_rows(subject, time, code, fac, susp, value, 8, code_rank, 5, fac_rank, 2, 0, -1, 3, sex, 1, 2);
+  CHECK((r.ids == std::vector<int64_t>{3, 9}) && (r.counts == std::vector<int64_t>{2, 1}));
+  CHECK(r.sex[0] == 2 && r.sex[1] == 1);  // SEX//F (the later pair) wins although its row comes first
+  CHECK(r.birth_day[0] == 5 && r.birth_day[1] == 7 && r.death_day[0] == -1);
+  CHECK((r.day == std::vector<int32_t>{-2, 5, 7}) && (r.code == std::vector<int32_t>{3, 4, 4}));
+  CHECK((r.flags == std::vector<uint8_t>{2, 1, 0}) && r.value[0] == 2.5f && r.day_min == -2 && r.day_max == 7);
+  bool threw = false;
+  try {
+    const int64_t unsorted[] = {9, 3, 3, 3, 3, 3, 3, 3};
+    store_rows(unsorted, time, code, fac, susp, value, 8, code_rank, 5, fac_rank, 2, 0, -1, 3, sex, 1, 2);
+  } catch (const std::invalid_argument&) {
+    threw = true;
+  }
+  CHECK(threw);
+}
+
 int main() {
   test_order_events();
+  test_store_rows();
   test_sequences();
   test_pack();
   test_mask();

@@ -88,3 +88,27 @@ def test_salt_sources_change_ids(cli, tmp_path):
         ids[name] = sorted(pq.read_table(out / "metadata" / "subject_splits.parquet").column("subject_id").to_pylist())
     assert ids["file"] == ids["env_same"] != ids["env_other"]
     assert all(0 <= i < 2**63 for i in ids["file"])
+
+
+def test_subject_hasher_matches_hmac_and_ascii_fast_path():
+    """pseudo.subject_hasher (copied pad states) is HMAC-SHA256 as pseudo.subject_id computes it, for short and
+    long salts; canonical_key's ASCII shortcut gives what NFKC gives."""
+    import unicodedata
+
+    from claimsfm.ingest import pseudo
+
+    keys = [b"C\x1f1300001\x1f K0001 ", "C\x1f1300001\x1f１２３".encode("cp932"),
+            b"N\x1f19800101\x1fSATO  TARO\x1f1", "I\x1f０６１３９９９９\x1f記号\x1f７７\x1f3652\x1f2".encode("utf-8"),
+            b"C\x1f\x1f"]
+    utf8 = [0, 0, 0, 1, 0]
+    for salt in (b"s", b"x" * 64, b"long-salt-" * 20):
+        one = pseudo.subject_hasher(salt)
+        texts = [pseudo.canonical_key(k, u) for k, u in zip(keys, utf8)]
+        assert [one(t) for t in texts] == [pseudo.subject_id(salt, t) for t in texts]
+        assert pseudo.subject_ids(salt, keys, utf8).tolist() == [pseudo.subject_id(salt, t) for t in texts]
+    for k, u in zip(keys, utf8):
+        text = k.decode("utf-8" if u else "cp932")
+        parts = [unicodedata.normalize("NFKC", p).strip() for p in text.split("\x1f")]
+        if parts[0] == "N":
+            parts[2] = "".join(parts[2].split())
+        assert pseudo.canonical_key(k, u) == "\x1f".join(parts)

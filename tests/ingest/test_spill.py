@@ -1,7 +1,5 @@
 """The out-of-core UKE ingest (claimsfm/ingest/spill.py) against its in-memory twin: the same files,
 byte for byte, on the synth corpus and on the bulk corpus, with many buckets and shards cut across them."""
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +16,7 @@ from claimsfm.synth.run import run as synth_run
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "uke"
 
 
-def checksums(root: Path) -> dict:
-    """sha256 of every file under root; dataset.json without its creation time, format.json without its path."""
-    out = {}
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        data = f.read_bytes()
-        if f.name in ("dataset.json", "format.json"):
-            meta = json.loads(data)
-            meta.pop("created_at" if f.name == "dataset.json" else "source")
-            data = json.dumps(meta, sort_keys=True).encode()
-        out[str(f.relative_to(root))] = hashlib.sha256(data).hexdigest()
-    return out
+checksums = spill.output_checksums  # sha256 of every file (dataset.json without its time, format.json its path)
 
 
 def both_ways(tmp_path, inputs, buckets, monkeypatch, **kw) -> tuple[dict, dict, dict]:
@@ -101,12 +89,13 @@ def test_shard_writer_matches_write_data(tmp_path):
                           rng.random(n).astype(np.float32), np.full(n, -1, np.int32), [], np.zeros(n, bool),
                           np.full(n, events.NO_TIME))
     meds.write_data(t, tmp_path / "a", 300)
-    writer = shards.ShardWriter(tmp_path / "b", 300)
     cuts = np.r_[0, np.flatnonzero(np.r_[True, subject[1:] != subject[:-1]])[::37], n]
-    for lo, hi in zip(cuts[:-1], cuts[1:]):
-        writer.add(t.take(np.arange(lo, hi)))
-    writer.close()
-    assert checksums(tmp_path / "a") == checksums(tmp_path / "b") and len(checksums(tmp_path / "a")) > 10
+    for writers in (1, 3):  # shards written on several threads at once: the same files
+        writer = shards.ShardWriter(tmp_path / f"b{writers}", 300, writers=writers)
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            writer.add(t.take(np.arange(lo, hi)))
+        writer.close()
+        assert checksums(tmp_path / "a") == checksums(tmp_path / f"b{writers}") and len(checksums(tmp_path / "a")) > 10
 
 
 def test_memory_limit_and_buckets():
@@ -121,6 +110,8 @@ def test_memory_limit_and_buckets():
     per = (limit - spill.BASE_MEMORY) // (spill.BYTES_PER_EVENT * 3)
     assert spill.bucket_count(per, limit, 3) == 1 and spill.bucket_count(per + 1, limit, 3) == 2
     assert spill.bucket_count(40 * per, limit, 3) == 40 and spill.bucket_count(10**12, limit, 3) == spill.MAX_BUCKETS
+    tiny = 100 << 20  # below BASE_MEMORY: buckets of MIN_BUCKET_EVENTS, not of one event
+    assert spill.bucket_count(10 * spill.MIN_BUCKET_EVENTS, tiny, 3) == 10
     ids = np.array([0, (1 << 63) // 3 - 1, (1 << 63) // 3 + 1, (1 << 63) - 1], np.int64)
     assert spill.bucket_of(ids, 3).tolist() == [0, 0, 1, 2] and spill.bucket_of(ids, 1).tolist() == [0, 0, 0, 0]
 
@@ -138,6 +129,68 @@ def test_native_sort_matches_numpy():
     for name in ("subject", "time_us", "code", "facility", "suspected", "dx_start_us"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     assert np.array_equal(a.value, b.value, equal_nan=True)
+
+
+def test_bucket_table_matches_numpy(tmp_path):
+    """csrc/bucket_events.cpp (once-only rules + total sort of a bucket file) against the numpy twin
+    (events.raw_table): many ties, NaN values, missing days, two keys that share one subject_id."""
+    rng = np.random.default_rng(7)
+    n = 60000
+    codes = ["JPDX//I10", "SEX//M", "JPPROC//1", "MEDS_BIRTH", "JPDX//E11", "JPDRUG//6", "SEX//F", "MEDS_DEATH"]
+    facilities = ["Fb", "Fa", "Fc"]
+    key_sid = rng.integers(0, 1 << 62, 400)
+    key_sid[7] = key_sid[8]  # e.g. a full-width and a half-width chart number: one person
+    rows = np.zeros(n, spill.SPILL_DTYPE)
+    rows["key"] = rng.integers(0, 400, n)
+    rows["day"] = np.where(rng.random(n) < 0.05, events.NO_DAY, rng.integers(17000, 17030, n))
+    rows["code"] = rng.integers(0, len(codes), n)
+    rows["facility"] = rng.integers(-1, len(facilities), n)
+    rows["dx_start"] = np.where(rng.random(n) < 0.5, events.NO_DAY, rng.integers(16990, 17000, n))
+    rows["value"] = rng.choice(np.array([np.nan, 1.0, 2.0, -0.0, 0.0], np.float32), n)
+    rows["suspected"] = rng.random(n) < 0.3
+    out = {}
+    for name, fn in (("cpp", spill.bucket_table), ("numpy", spill.bucket_table_numpy)):
+        rows.tofile(tmp_path / f"{name}.bin")
+        out[name] = fn(tmp_path / f"{name}.bin", key_sid, codes, facilities)
+        assert not (tmp_path / f"{name}.bin").exists()
+    a, b = out["cpp"], out["numpy"]
+    assert 0 < len(a) < n and len(np.unique(a.subject)) == 399
+    for name in ("subject", "time_us", "code", "facility", "suspected", "dx_start_us"):
+        assert getattr(a, name).dtype == getattr(b, name).dtype and np.array_equal(getattr(a, name), getattr(b, name))
+    assert a.value.tobytes() == b.value.tobytes()  # the same NaN and -0.0 bits in the same places
+    bad = rows[:1].copy()
+    bad["code"] = len(codes)
+    bad.tofile(tmp_path / "bad.bin")
+    with pytest.raises(RuntimeError, match="out of range"):
+        spill.bucket_table(tmp_path / "bad.bin", key_sid, codes, facilities)
+
+
+def test_store_rows_match_numpy(tmp_path):
+    """csrc/store.cpp store_rows (the streamed token store's rows of a bucket) against StoreWriter.prepare_numpy:
+    static and dated rows, birth/death repeated, both sex codes in either order, inpatient visits, no facility."""
+    from claimsfm.data.stream import StoreWriter
+
+    rng = np.random.default_rng(8)
+    n = 30000
+    codes = ["JPDX//I10", "SEX//M", "JPPROC//1", "MEDS_BIRTH", "JPVISIT//INPATIENT", "SEX//F", "MEDS_DEATH",
+             "JPDRUG//6"]
+    facilities = ["Fb", "Fa", "Fc"]
+    subject = np.sort(rng.integers(0, 1 << 62, 300))[np.sort(rng.integers(0, 300, n))]
+    day = rng.integers(-400, 400, n)  # days before 1970 too
+    t = events.EventTable(subject, np.where(rng.random(n) < 0.1, events.NO_TIME, day * events.US_PER_DAY),
+                          rng.integers(0, len(codes), n).astype(np.int32), codes,
+                          rng.choice(np.array([np.nan, 1.5, -0.0], np.float32), n),
+                          rng.integers(-1, len(facilities), n).astype(np.int32), facilities, rng.random(n) < 0.3,
+                          np.full(n, events.NO_TIME))
+    t.code[(t.code == 5) & (t.subject < np.median(t.subject))] = 2  # half the subjects: SEX//M only
+    splits = meds.dataset_splits(None, [], "uke")
+    store = StoreWriter(tmp_path / "store", codes, events.code_ranks(codes), events.code_ranks(facilities), splits)
+    a, b = store.prepare(t), store.prepare_numpy(t)
+    store.abort()
+    assert set(a) == set(b) and a["months"] == b["months"] and len(a["code"]) > n // 2
+    for name in sorted(set(a) - {"months"}):  # the bytes StoreWriter.append writes (NaN and -0.0 bits included)
+        assert a[name].shape == b[name].shape and a[name].astype(b[name].dtype).tobytes() == b[name].tobytes(), name
+    assert set(a["sex"].tolist()) == {1, 2} and (a["birth_day"] >= -400).all() and (a["death_day"] >= 0).any()
 
 
 def test_partition_matches_numpy(tmp_path):
