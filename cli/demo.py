@@ -5,6 +5,7 @@ from pathlib import Path
 
 import typer
 
+from claimsfm.eval import MODE_HELP
 from claimsfm.sweep.demo import DEMO_MARGIN, DEMO_MIN_POSITIVES, DEMO_MODE, DEMO_PATIENTS, DEMO_TOKENS
 from claimsfm.sweep.saturation import MARGIN_HELP
 
@@ -27,8 +28,7 @@ def register(app: typer.Typer) -> None:
             help="all | disease | medication | comma list of built-in task names."),
         mode: str = typer.Option(
             DEMO_MODE, "--mode",
-            help="How each scale is adapted to the tasks: probe (logistic regression on frozen encoder features, the "
-                 "10-minute default) | finetune (slower)."),
+            help="How each scale is adapted to the tasks: " + MODE_HELP),
         margin: float = typer.Option(
             DEMO_MARGIN, "--margin",
             help=MARGIN_HELP),

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from claimsfm.eval import BASELINES, MODES
+from claimsfm.eval import BASELINES, MODE_HELP, MODES
 
 
 def _baselines(value: str) -> tuple[str, ...]:
@@ -35,9 +35,7 @@ def register(app: typer.Typer) -> None:
             Path("runs"), "--runs", help="Runs folder (pretraining runs are read from <runs>/pretrain/)."),
         baselines: str = typer.Option(BASELINES[0], "--baselines",
                                       help=f"{', '.join(BASELINES)} (comma list) or none."),
-        mode: str = typer.Option(MODES[0], "--mode", help=" | ".join(MODES) + ": frozen encoder + an attentive head "
-                                 "per task over every token state | full fine-tuning with a linear head (one "
-                                 "encoder per task group) | frozen encoder + logistic regression."),
+        mode: str = typer.Option(MODES[0], "--mode", help=MODE_HELP),
         features: str = typer.Option(
             "cls+mean+last", "--features",
             help="Pooled vector the FM head reads, from one forward pass: cls | cls+mean (+ mean over code tokens) | "

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from claimsfm.eval import MODES
+from claimsfm.eval import MODE_HELP, MODES
 from claimsfm.sweep.run import DEFAULT_SCALES
 from claimsfm.sweep.saturation import DEFAULT_MARGIN, MARGIN_HELP
 
@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
             DEFAULT_MARGIN, "--margin",
             help=MARGIN_HELP),
         mode: str = typer.Option(
-            MODES[0], "--mode", help="How the FM is adapted to each task: " + " | ".join(MODES) + "."),
+            MODES[0], "--mode", help="How the FM is adapted to each task: " + MODE_HELP),
         max_len: int = typer.Option(
             512, "--max-len",
             help="Maximum tokens per patient sequence (pretraining and evaluation)."),

@@ -147,3 +147,55 @@ def test_finetuning_cost_is_bounded_by_the_row_budgets(setup, monkeypatch):
     assert len(rows) == 120 and (p.split[rows] == 0).all() and len(np.unique(rows)) > 60
     assert embedded == [80 + int((p.split == 1).sum())]
     assert np.isfinite(got[p.split > 0]).all() and np.isnan(got[p.split == 0]).all()
+
+
+def _attend_data(setup, n=None):
+    from claimsfm.eval import attend as A
+    from claimsfm.model import load_checkpoint
+
+    _, store, run_dir = setup
+    cohort = subsample(build_cohort(store, load_task("statin_any_use")), 400, 200)
+    p = Pool.of([cohort])
+    seqs = build_sequences(store, p.subject_idx, cutoff_day=p.t_day, max_len=64)
+    model, _ = load_checkpoint(run_dir)
+    data = A._Rows(A.token_states(model, seqs, 1024), seqs)
+    return A, model, data, seqs, cohort, p.rows(cohort)
+
+
+def test_wide_counts_match_a_loop(setup):
+    A, _, data, seqs, _, _ = _attend_data(setup)
+    X = data.wide().toarray()
+    V = seqs.vocab_size
+    assert X.shape == (len(seqs.lengths), len(A.WIDE_WINDOWS_DAYS) * V)
+    for i in range(0, len(seqs.lengths), 7):
+        s, e = seqs.offsets[i], seqs.offsets[i + 1]
+        want = np.zeros(len(A.WIDE_WINDOWS_DAYS) * V)
+        for tok, before in zip(seqs.input_ids[s:e], seqs.days_before[s:e]):
+            for w, days in enumerate(A.WIDE_WINDOWS_DAYS):
+                if before >= 0 and (days is None or before <= days):
+                    want[w * V + tok] += 1
+        np.testing.assert_allclose(X[i], np.log1p(want))
+
+
+def test_attend_keeps_the_wide_model_unless_the_encoder_adds_on_tuning(setup):
+    """The deep part starts at logit 0 on top of the wide model: with no epochs the output is the wide
+    model's; with training, tuning AUPRC can only rise (early stopping counts the untrained start)."""
+    import dataclasses
+
+    from sklearn.metrics import average_precision_score
+
+    from claimsfm.splits import TRAIN, TUNING
+
+    A, model, data, _, cohort, rows = _attend_data(setup)
+    cfg = A.AttendConfig(tune_rows=None, train_rows=None, seed=3)
+    d, v = model.config.d_model, model.config.vocab_size
+    wide = A.fit_predict(data, d, v, cohort.label, cohort.split, rows, dataclasses.replace(cfg, epochs=0))
+    full = A.fit_predict(data, d, v, cohort.label, cohort.split, rows, cfg)
+    alone = A.fit_predict(data, d, v, cohort.label, cohort.split, rows, dataclasses.replace(cfg, wide=False))
+    tune = cohort.split == TUNING
+    assert cohort.label[tune].any()
+    assert average_precision_score(cohort.label[tune], full[tune]) >= average_precision_score(
+        cohort.label[tune], wide[tune])
+    for p in (wide, full, alone):
+        assert np.isnan(p[cohort.split == TRAIN]).all() and ((p[~np.isnan(p)] > 0) & (p[~np.isnan(p)] < 1)).all()
+    assert not np.allclose(alone[tune], wide[tune])
