@@ -203,10 +203,12 @@ def _fit_wide(X, y, train, tune, cs) -> np.ndarray:
 
 
 def fit_predict(data: _Rows, d_model: int, vocab_size: int, y: np.ndarray, split: np.ndarray, rows: np.ndarray,
-                cfg: AttendConfig) -> np.ndarray:
+                cfg: AttendConfig, info: dict | None = None) -> np.ndarray:
     """P(label) of `rows` (pool rows into data) for one task; NaN for train rows that were not drawn.
 
-    y, split: the task's labels and splits, aligned with rows."""
+    y, split: the task's labels and splits, aligned with rows. `info`, when given, receives what was kept:
+    wide (bool), deep_epochs (epochs of the deep part kept; 0 = none: the output is the wide model's or, without
+    it, the untrained head's), epochs_run and tuning_auprc."""
     torch = optional.torch()
     from sklearn.metrics import average_precision_score
 
@@ -239,7 +241,9 @@ def fit_predict(data: _Rows, d_model: int, vocab_size: int, y: np.ndarray, split
         return average_precision_score(y[tune], _logits(head, data, rows[tune]) + offset[tune])
 
     best, best_state, stale = tune_score(), copy.deepcopy(head.state_dict()), 0
-    for _ in range(cfg.epochs):
+    kept = ran = 0
+    for epoch in range(1, cfg.epochs + 1):
+        ran = epoch
         head.train()
         order = rng.permutation(train)
         for a in range(0, len(order), cfg.batch_rows):
@@ -253,12 +257,14 @@ def fit_predict(data: _Rows, d_model: int, vocab_size: int, y: np.ndarray, split
             opt.step()
         score = tune_score()
         if score > best + cfg.min_delta:
-            best, best_state, stale = score, copy.deepcopy(head.state_dict()), 0
+            best, best_state, stale, kept = score, copy.deepcopy(head.state_dict()), 0, epoch
         else:
             stale += 1
             if stale >= cfg.patience:
                 break
     head.load_state_dict(best_state)
+    if info is not None:
+        info.update(wide=cfg.wide, deep_epochs=kept, epochs_run=ran, tuning_auprc=float(best))
     out = np.full(len(rows), np.nan)
     scored = np.flatnonzero(split != TRAIN)
     logit = _logits(head, data, rows[scored]).astype(np.float64) + offset[scored] - np.log(pos_weight)
@@ -267,8 +273,9 @@ def fit_predict(data: _Rows, d_model: int, vocab_size: int, y: np.ndarray, split
 
 
 def attend(model, seqs, tasks: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], cfg: AttendConfig = AttendConfig(),
-           device="cpu") -> dict[str, np.ndarray]:
+           device="cpu", info: dict | None = None) -> dict[str, np.ndarray]:
     """Per task (name, rows into seqs, labels, splits): P(label) for each of its rows (NaN on train rows).
+    `info`, when given, receives {task: fit_predict's info}.
 
     The frozen encoder runs once over the union of the rows each task uses (its drawn train rows and all
     tuning and held-out rows). The train draws are coordinated: every pool row gets one seeded random key
@@ -294,7 +301,10 @@ def attend(model, seqs, tasks: list[tuple[str, np.ndarray, np.ndarray, np.ndarra
     for (name, rows, y, split), train in tqdm(list(zip(tasks, drawn)), desc="attentive heads", leave=False):
         keep = (split != TRAIN) | np.isin(rows, train)   # train rows outside the task's draw stay NaN
         p = np.full(len(rows), np.nan)
+        task_info = {}
         p[keep] = fit_predict(data, model.config.d_model, model.config.vocab_size, y[keep], split[keep],
-                              where[rows[keep]], cfg)
+                              where[rows[keep]], cfg, task_info)
+        if info is not None:
+            info[name] = task_info
         out[name] = p
     return out

@@ -118,8 +118,8 @@ def build_cohorts(store, specs, cfg: EvalConfig) -> tuple[list, list, dict]:
     return kept, cohorts, skipped
 
 
-def _fm_predictions(store, run, specs, cohorts, pool, cfg) -> dict:
-    """FM P(label) per task over its cohort rows."""
+def _fm_predictions(store, run, specs, cohorts, pool, cfg, info: dict | None = None) -> dict:
+    """FM P(label) per task over its cohort rows; `info` receives the attend head's per-task summary."""
     from claimsfm.data import build_sequences
     from claimsfm.eval import finetune as ft
     from claimsfm.model.checkpoint import read_model_config, weights_folder
@@ -135,7 +135,8 @@ def _fm_predictions(store, run, specs, cohorts, pool, cfg) -> dict:
 
         model, _ = load_checkpoint(run, device=cfg.device)
         tasks = [(c.task, r, c.label, c.split) for c, r in zip(cohorts, rows)]
-        return attend(model, seqs, tasks, AttendConfig(batch_tokens=cfg.batch_tokens, seed=cfg.seed), cfg.device)
+        return attend(model, seqs, tasks, AttendConfig(batch_tokens=cfg.batch_tokens, seed=cfg.seed), cfg.device,
+                      info)
     if cfg.mode == "probe":
         from claimsfm.model import load_checkpoint
 
@@ -233,13 +234,16 @@ def run(cfg: EvalConfig) -> dict:
     report.print_cohorts(cohorts, skipped, cfg.quiet)
     pool = Pool.of(cohorts)
     preds = {c.task: {} for c in cohorts}
+    heads: dict = {}
     if run_dir is not None:
-        for task, p in _fm_predictions(store, run_dir, specs, cohorts, pool, cfg).items():
+        for task, p in _fm_predictions(store, run_dir, specs, cohorts, pool, cfg, heads).items():
             preds[task][name] = report.as_written(p)
     if "lightgbm" in cfg.baselines:
         for task, p in _lightgbm_predictions(store, specs, cohorts, pool, cfg).items():
             preds[task]["lightgbm"] = report.as_written(p)
     metrics = {"tasks": {c.task: score_task(c, preds[c.task], cfg.data, cfg) for c in cohorts}, "skipped": skipped}
+    for task, head in heads.items():   # what the attend head kept (deep_epochs 0: the FM is its wide part)
+        metrics["tasks"][task]["models"][name]["head"] = head
     settings = {**asdict(cfg), "model_dir": str(run_dir) if run_dir else None, "n_pool": len(pool)}
     out = default_out(cfg)
     report.write_outputs(out, metrics, cohorts, preds, settings)

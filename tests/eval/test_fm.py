@@ -46,6 +46,12 @@ def test_fm_modes_learn_and_are_deterministic(setup, tmp_path, mode):
     b = _run(root, tmp_path / "b", mode)
     statin = a["tasks"]["statin_any_use"]["models"]["fm:tiny"]
     assert statin["auprc"] > statin["prevalence"] + 0.1
+    if mode == "attend":   # what the head kept is reported: deep epochs 0 means the FM is its wide part
+        head = statin["head"]
+        assert head["wide"] is True and 0 <= head["deep_epochs"] <= head["epochs_run"]
+        assert 0 < head["tuning_auprc"] <= 1
+    else:
+        assert "head" not in statin
     for task in ("statin_any_use", "t2dm"):
         assert a["tasks"][task]["models"]["fm:tiny"] == b["tasks"][task]["models"]["fm:tiny"]
     if mode == "probe":
