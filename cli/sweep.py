@@ -39,6 +39,8 @@ def print_saturation(results: dict) -> None:
     from claimsfm.report.render import SATURATION_HEADER, saturation_rows
 
     _print_table(SATURATION_HEADER, saturation_rows(results))
+    for note in results.get("notes", []):
+        typer.echo(f"note: {note}")
 
 
 def register(app: typer.Typer) -> None:

@@ -109,3 +109,11 @@ def collect_task(spec, scales: list[str], entries: dict, metrics: dict, baseline
     compute = {s: {"hours": entries[s]["hours"], "flops": entries[s]["flops"]} for s in entries}
     out["saturation"] = analyze_task(auprc, params, versus_best, compute, versus_lgbm, margin)
     return out
+
+
+def encoder_unused(tasks: dict) -> list[str]:
+    """Tasks on which every evaluated scale's attend head kept no deep part (metrics.json `head.deep_epochs` 0):
+    there the FM's predictions are its wide bag-of-codes part at every scale, and a scale verdict says nothing
+    about the encoder. Tasks without head records (other modes) are never listed."""
+    return sorted(name for name, entry in tasks.items() if entry["scales"] and all(
+        (m.get("head") or {}).get("deep_epochs") == 0 for m in entry["scales"].values()))

@@ -25,7 +25,7 @@ from claimsfm.io import read_json, write_json, write_run_config
 from claimsfm.model.scale import ladder_names
 from claimsfm.outdir import claim, record
 from claimsfm.sweep import compute
-from claimsfm.sweep.collect import collect_task
+from claimsfm.sweep.collect import collect_task, encoder_unused
 from claimsfm.sweep.powerlaw import loss_law
 from claimsfm.sweep.saturation import DEFAULT_MARGIN, check_margin
 
@@ -213,6 +213,11 @@ def _assemble(config, scales, entries, metrics, baseline, specs, tokens) -> dict
     for spec in specs:
         tasks[spec.name] = collect_task(spec, scales, entries, metrics, baseline, _out_dir(config) / "eval",
                                         config.margin, config.n_boot, config.seed)
+    unused = encoder_unused(tasks)
+    if unused:
+        notes.append(f"the encoder added nothing on {', '.join(unused)}: at every scale the attend head kept no deep "
+                     "part (its predictions are its bag-of-codes wide part), so the scale verdict there does not "
+                     "measure the encoder")
     losses = [(e["params"], e["eval_loss"]) for e in entries.values() if e.get("eval_loss") is not None]
     law = loss_law([p for p, _ in losses], [v for _, v in losses])
     return {"schema": 2, "data": str(config.data), "hours_kind": hours_kind, "margin": config.margin,

@@ -8,7 +8,7 @@ import pytest
 
 from claimsfm.eval.metrics import point_metrics
 from claimsfm.io import write_json
-from claimsfm.sweep.collect import collect_task, load_predictions
+from claimsfm.sweep.collect import collect_task, encoder_unused, load_predictions
 from claimsfm.tasks.spec import load_task
 
 SCALES = ["demo-S", "demo-M", "demo-L"]
@@ -73,3 +73,13 @@ def test_load_predictions_reads_meds_evaluation_columns(tmp_path):
     got = load_predictions(path)
     assert got["sid"].tolist() == [1, 2] and got["y"].tolist() == [True, False]
     assert got["p"] == pytest.approx([0.9, 0.1])
+
+
+def test_encoder_unused_lists_only_tasks_where_no_scale_kept_a_deep_part():
+    def entry(*deep):
+        return {"scales": {f"s{i}": ({"auprc": 0.5, "head": {"deep_epochs": d}} if d is not None else {"auprc": 0.5})
+                           for i, d in enumerate(deep)}}
+
+    tasks = {"wide_only": entry(0, 0, 0), "one_kept": entry(0, 2, 0), "probe_mode": entry(None, None),
+             "mixed_records": entry(0, None), "no_scales": {"scales": {}}}
+    assert encoder_unused(tasks) == ["wide_only"]
