@@ -4,13 +4,12 @@ The choices and limits shared by `evaluate`, `sweep` and the command line live h
 """
 from claimsfm.errors import ClaimsfmError
 
-# How the FM is adapted to a task: frozen encoder + attentive head per task (claimsfm.eval.attend) | full
-# fine-tuning with a linear head on pooled vectors | frozen encoder + logistic-regression probe.
+# How the FM is adapted to a task, in MODES order (the first is the default); MODE_HELP is the one --mode help.
 MODES = ("attend", "finetune", "probe")
-MODE_HELP = ("attend | finetune | probe: frozen encoder + a wide-and-deep head per task (a bag-of-codes logistic "
-             "regression over the sequence, then attention over every token state for what the encoder adds) | "
-             "full fine-tuning with a linear head (one encoder per task group) | frozen encoder + logistic "
-             "regression on pooled vectors.")
+MODE_HELP = " | ".join(MODES) + (
+    ": frozen encoder + a wide-and-deep head per task (a bag-of-codes logistic regression "
+    "over the sequence, then attention over every token state for what the encoder adds) | full fine-tuning with a "
+    "linear head (one encoder per task group) | frozen encoder + logistic regression on pooled vectors.")
 BASELINES = ("lightgbm",)      # baseline models `--baselines` may name
 MIN_N_BOOT = 100               # fewer bootstrap resamples give CIs too coarse to compare scales
 
