@@ -12,11 +12,14 @@ cohort). The attentive head reads the token states themselves:
 - the pooled values, the [CLS] state and the mean state go through a LayerNorm into one logit;
 - a wide part reads the same input tokens linearly: an L2 logistic regression (scikit-learn, C picked on
   tuning AUPRC) on log(1 + count) of each code in the sequence within 3 months, 12 months and the whole
-  window before the prediction time. It is fitted first; the attentive (deep) part then learns the
-  residual with the wide logit as a fixed offset, its output layers starting at 0, so training starts
-  from the wide model and early stopping (tuning AUPRC, the untrained start included) only keeps what
-  the encoder adds. `wide=False` is the attentive head alone (positive-class weighted BCE, the
-  weighting's logit shift taken out again so outputs stay probabilities);
+  window before the prediction time, plus the age and the days since the last event at the prediction
+  time (one-hot bins of the sequence's own time inputs, `_Rows.static`). It is fitted first; the
+  attentive (deep) part then learns the residual with the wide logit as a fixed offset, its output
+  layers starting at 0, so training starts from the wide model and early stopping (tuning AUPRC, the
+  untrained start included) only keeps what the encoder adds. On train rows the offset is out of fold
+  (patient-grouped K-fold): in-sample, the wide model fits its own train rows too closely and leaves the
+  deep part almost no residual to learn. `wide=False` is the attentive head alone (positive-class
+  weighted BCE, the weighting's logit shift taken out again so outputs stay probabilities);
 - it is trained on the task's train rows (AdamW), with early stopping on tuning AUPRC.
 A frozen head over a small encoder cannot express "this code was here" as sharply as a sparse linear
 model (on the 6,000-patient benchmark cohort a bag-of-codes logistic regression on the encoder's own
@@ -57,10 +60,15 @@ class AttendConfig:
     batch_tokens: int = 8192        # encoder pass
     wide: bool = True               # the linear bag-of-codes part, fitted first (module docstring)
     wide_c: tuple[float, ...] = (0.1, 1.0)  # its inverse L2 strengths, one picked on tuning AUPRC
+    wide_folds: int = 5             # the deep part's train offsets come out of fold (patient-grouped); <2: in-sample
     seed: int = 0
 
 
 WIDE_WINDOWS_DAYS = (*RECENT_DAYS, None)  # the wide part's count windows before the prediction time (None: all)
+# The wide part's two one-hot readings of the sequence's own time inputs at the prediction time: the age
+# (5-year bins up to 100+, then "unknown") and the days since the last event (the [CLS] gap; bins below, then "none").
+WIDE_AGE_BIN_YEARS, WIDE_AGE_BINS = 5, 21
+WIDE_GAP_EDGES_DAYS = (31, 92, 183, 366, 731)
 
 
 def _module():
@@ -147,10 +155,14 @@ class _Rows:
         self.offsets = np.asarray(seqs.offsets)
         self.days_before = np.asarray(seqs.days_before)
         self.vocab_size = int(seqs.vocab_size)
+        self.subjects = np.asarray(seqs.subjects)
+        self.age_months = np.asarray(seqs.age_months)
+        self.gap_days = np.asarray(seqs.gap_days)
         self._wide = None
 
     def wide(self):
-        """(rows, len(WIDE_WINDOWS_DAYS) * vocab) CSR: log(1 + count) of each code per window before t."""
+        """(rows, len(WIDE_WINDOWS_DAYS) * vocab + wide_static columns) CSR: log(1 + count) of each code per
+        window before t, then the one-hot age and last-event gap at t (`static`)."""
         if self._wide is None:
             import scipy.sparse as sp
 
@@ -161,8 +173,25 @@ class _Rows:
             for days in WIDE_WINDOWS_DAYS:
                 m = (self.days_before >= 0) & (True if days is None else self.days_before <= days)
                 blocks.append(sp.csr_matrix((np.ones(int(m.sum())), (row[m], ids[m])), shape=(n, V)).log1p())
+            static = self.static()
+            blocks.append(sp.csr_matrix((np.ones(2 * n), (np.repeat(np.arange(n), 2), static.ravel())),
+                                        shape=(n, WIDE_AGE_BINS + 1 + len(WIDE_GAP_EDGES_DAYS) + 2)))
             self._wide = sp.hstack(blocks, format="csr")
         return self._wide
+
+    def static(self) -> np.ndarray:
+        """(rows, 2) int: the age bin at the prediction time (from the last token's age and days before t;
+        WIDE_AGE_BINS = unknown) and the gap bin of the [CLS] token's days since the last event (offset past
+        the age bins; the last = no event)."""
+        first, last = self.offsets[:-1], self.offsets[1:] - 1
+        months = self.age_months[last] + self.days_before[last] / (365.25 / 12)
+        known = (last > first) & (self.age_months[last] >= 0)
+        age = np.where(known, np.minimum(np.maximum(months, 0) // (12 * WIDE_AGE_BIN_YEARS), WIDE_AGE_BINS - 1),
+                       WIDE_AGE_BINS).astype(np.int64)
+        gap = self.gap_days[first]
+        gap_bin = np.where(gap >= 0, np.searchsorted(WIDE_GAP_EDGES_DAYS, gap, side="right"),
+                           len(WIDE_GAP_EDGES_DAYS) + 1)
+        return np.stack([age, WIDE_AGE_BINS + 1 + gap_bin], axis=1)
 
     def batch(self, rows):
         torch = optional.torch()
@@ -182,23 +211,35 @@ def _logits(head, data: _Rows, rows, batch_rows=512) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
-def _fit_wide(X, y, train, tune, cs) -> np.ndarray:
-    """Logit of the wide part for every row of X: the L2 logistic regression whose C scores best on tuning."""
+def _fit_wide(X, y, train, tune, cs, groups=None, folds: int = 0) -> np.ndarray:
+    """Logit of the wide part for every row of X: the L2 logistic regression whose C scores best on tuning.
+
+    With `folds` >= 2 and `groups` (a patient per row), the train rows' logits are out of fold instead
+    (GroupKFold over the train rows at the chosen C): the deep part then learns the residual the wide model
+    leaves on unseen patients, not on the rows it was fitted to, which it fits too closely."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import average_precision_score
+    from sklearn.model_selection import GroupKFold
 
-    best, best_logit = -1.0, None
-    for c in cs:
+    def fit(c, rows):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            clf = LogisticRegression(C=c, max_iter=1000).fit(X[train], y[train])
-        logit = clf.decision_function(X)
+            return LogisticRegression(C=c, max_iter=1000).fit(X[rows], y[rows])
+
+    best, best_c, best_logit = -1.0, None, None
+    for c in cs:
+        logit = fit(c, train).decision_function(X)
         score = average_precision_score(y[tune], logit[tune]) if y[tune].any() else 0.0
         if score > best:
-            best, best_logit = score, logit
+            best, best_c, best_logit = score, c, logit
+    n_groups = 0 if groups is None else len(np.unique(groups[train]))
+    if folds >= 2 and n_groups >= folds:
+        for fit_idx, out_idx in GroupKFold(n_splits=folds).split(train, groups=groups[train]):
+            if np.unique(y[train[fit_idx]]).size == 2:   # a fold without both classes keeps the in-sample logit
+                best_logit[train[out_idx]] = fit(best_c, train[fit_idx]).decision_function(X[train[out_idx]])
     return best_logit
 
 
@@ -224,7 +265,7 @@ def fit_predict(data: _Rows, d_model: int, vocab_size: int, y: np.ndarray, split
                              {"params": [head.relevance], "lr": cfg.relevance_lr, "weight_decay": 0.0}],
                             weight_decay=cfg.weight_decay)
     if cfg.wide:      # the deep part learns the residual of the wide model, unweighted, from logit 0
-        offset = _fit_wide(data.wide()[rows], y, train, tune, cfg.wide_c)
+        offset = _fit_wide(data.wide()[rows], y, train, tune, cfg.wide_c, data.subjects[rows], cfg.wide_folds)
         head.zero_output()
         pos_weight = 1.0
     else:

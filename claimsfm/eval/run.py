@@ -135,8 +135,10 @@ def _fm_predictions(store, run, specs, cohorts, pool, cfg, info: dict | None = N
 
         model, _ = load_checkpoint(run, device=cfg.device)
         tasks = [(c.task, r, c.label, c.split) for c, r in zip(cohorts, rows)]
-        return attend(model, seqs, tasks, AttendConfig(batch_tokens=cfg.batch_tokens, seed=cfg.seed), cfg.device,
-                      info)
+        # --max-train, when given, is the head's train draw too: the FM learns from as many rows as LightGBM
+        train_rows = cfg.max_train if cfg.max_train is not None else AttendConfig.train_rows
+        return attend(model, seqs, tasks, AttendConfig(batch_tokens=cfg.batch_tokens, seed=cfg.seed,
+                                                       train_rows=train_rows), cfg.device, info)
     if cfg.mode == "probe":
         from claimsfm.model import load_checkpoint
 

@@ -172,7 +172,8 @@ def test_wide_counts_match_a_loop(setup):
     A, _, data, seqs, _, _ = _attend_data(setup)
     X = data.wide().toarray()
     V = seqs.vocab_size
-    assert X.shape == (len(seqs.lengths), len(A.WIDE_WINDOWS_DAYS) * V)
+    n_static = A.WIDE_AGE_BINS + 1 + len(A.WIDE_GAP_EDGES_DAYS) + 2
+    assert X.shape == (len(seqs.lengths), len(A.WIDE_WINDOWS_DAYS) * V + n_static)
     for i in range(0, len(seqs.lengths), 7):
         s, e = seqs.offsets[i], seqs.offsets[i + 1]
         want = np.zeros(len(A.WIDE_WINDOWS_DAYS) * V)
@@ -180,7 +181,32 @@ def test_wide_counts_match_a_loop(setup):
             for w, days in enumerate(A.WIDE_WINDOWS_DAYS):
                 if before >= 0 and (days is None or before <= days):
                     want[w * V + tok] += 1
-        np.testing.assert_allclose(X[i], np.log1p(want))
+        np.testing.assert_allclose(X[i, :len(want)], np.log1p(want))
+        assert X[i, len(want):].sum() == 2    # one age bin and one gap bin
+
+
+def test_wide_age_and_gap_at_the_prediction_time_match_the_store(setup):
+    """The wide part's age bin (from the tokens' ages and days before t) is the store's age at t, up to
+    the tokens' month resolution; its gap bin is t minus the subject's last event day on or before t."""
+    _, store, _ = setup
+    cohort = subsample(build_cohort(store, load_task("statin_any_use")), 400, 200)
+    p = Pool.of([cohort])
+    seqs = build_sequences(store, p.subject_idx, cutoff_day=p.t_day, max_len=64)
+    from claimsfm.eval import attend as A
+
+    static = A._Rows(np.zeros((int(seqs.offsets[-1]), 1), np.float32), seqs).static()
+    birth = np.asarray(store.birth_day)[p.subject_idx]
+    years = (p.t_day - birth) / 365.25
+    want_age = np.where(birth >= 0, np.minimum(years // A.WIDE_AGE_BIN_YEARS, A.WIDE_AGE_BINS - 1), A.WIDE_AGE_BINS)
+    near = np.abs(years / A.WIDE_AGE_BIN_YEARS - np.round(years / A.WIDE_AGE_BIN_YEARS)) < 0.05
+    assert (static[:, 0] == want_age)[~near].all() and (np.abs(static[:, 0] - want_age) <= 1).all()
+    offsets, day = np.asarray(store.offsets), np.asarray(store.day)
+    for k, (row, t) in enumerate(zip(p.subject_idx, p.t_day)):
+        days = day[offsets[row]:offsets[row + 1]]
+        days = days[days <= t]
+        gap_bin = np.searchsorted(A.WIDE_GAP_EDGES_DAYS, t - days.max(), side="right") if len(days) else \
+            len(A.WIDE_GAP_EDGES_DAYS) + 1
+        assert static[k, 1] == A.WIDE_AGE_BINS + 1 + gap_bin
 
 
 def test_attend_keeps_the_wide_model_unless_the_encoder_adds_on_tuning(setup):
@@ -205,3 +231,28 @@ def test_attend_keeps_the_wide_model_unless_the_encoder_adds_on_tuning(setup):
     for p in (wide, full, alone):
         assert np.isnan(p[cohort.split == TRAIN]).all() and ((p[~np.isnan(p)] > 0) & (p[~np.isnan(p)] < 1)).all()
     assert not np.allclose(alone[tune], wide[tune])
+
+
+def test_wide_train_offsets_are_out_of_fold_by_patient():
+    """Train rows get logits from models fitted without their patient (each patient's rows in one fold);
+    tuning and held-out rows keep the full fit's; out of fold, the train rows look as hard as new ones."""
+    import scipy.sparse as sp
+    from sklearn.metrics import average_precision_score
+
+    from claimsfm.eval.attend import _fit_wide
+
+    rng = np.random.default_rng(0)
+    n_pat, d = 300, 400
+    Xp = sp.random(n_pat, d, density=0.03, random_state=1, format="csr")
+    w = rng.normal(size=d) * 3
+    yp = (rng.random(n_pat) < 1 / (1 + np.exp(-(Xp @ w - 2)))).astype(np.int8)
+    X, y, groups = sp.vstack([Xp, Xp], format="csr"), np.r_[yp, yp], np.r_[np.arange(n_pat), np.arange(n_pat)]
+    train = np.r_[np.arange(200), n_pat + np.arange(200)]     # both rows of patients 0-199
+    tune = np.r_[200:250, n_pat + 200:n_pat + 250]
+    inside = _fit_wide(X, y, train, tune, (1.0,))
+    oof = _fit_wide(X, y, train, tune, (1.0,), groups, folds=5)
+    rest = np.setdiff1d(np.arange(len(y)), train)
+    np.testing.assert_array_equal(oof[rest], inside[rest])
+    assert not np.allclose(oof[train], inside[train])
+    np.testing.assert_allclose(oof[:200], oof[n_pat:n_pat + 200])   # a patient's two rows share their fold
+    assert average_precision_score(y[train], inside[train]) > average_precision_score(y[train], oof[train])
