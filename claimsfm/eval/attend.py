@@ -11,7 +11,7 @@ cohort). The attentive head reads the token states themselves:
   at 0: the task's own view of the code table, what full fine-tuning would change in the embeddings);
 - the pooled values, the [CLS] state and the mean state go through a LayerNorm into one logit;
 - a wide part reads the same input tokens linearly: an L2 logistic regression (scikit-learn, C picked on
-  tuning AUPRC) on log(1 + count) of each code in the sequence within 3 months, 12 months and the whole
+  tuning AUPRC) on log(1 + count) of each code in the sequence within 1, 3, 6 and 12 months and the whole
   window before the prediction time, plus the age and the days since the last event at the prediction
   time (one-hot bins of the sequence's own time inputs, `_Rows.static`). It is fitted first; the
   attentive (deep) part then learns the residual with the wide logit as a fixed offset, its output
@@ -38,7 +38,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from claimsfm import optional
-from claimsfm.eval.finetune import RECENT_DAYS
 from claimsfm.splits import HELD_OUT, TRAIN, TUNING
 
 
@@ -64,7 +63,10 @@ class AttendConfig:
     seed: int = 0
 
 
-WIDE_WINDOWS_DAYS = (*RECENT_DAYS, None)  # the wide part's count windows before the prediction time (None: all)
+# The wide part's count windows before the prediction time (None: the whole window): 1, 3, 6 and 12 months step
+# through recency. On the 30,000-patient benchmark cohort (seed 1) they raised tuning AUPRC on every any-use task
+# over 3 and 12 months only (anticoagulant 0.944 -> 0.947, statin 0.959 -> 0.963, DPP-4i 0.969 -> 0.973).
+WIDE_WINDOWS_DAYS = (30, 91, 182, 365, None)
 # The wide part's two one-hot readings of the sequence's own time inputs at the prediction time: the age
 # (5-year bins up to 100+, then "unknown") and the days since the last event (the [CLS] gap; bins below, then "none").
 WIDE_AGE_BIN_YEARS, WIDE_AGE_BINS = 5, 21
