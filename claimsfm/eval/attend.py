@@ -71,6 +71,7 @@ WIDE_WINDOWS_DAYS = (30, 91, 182, 365, None)
 # (5-year bins up to 100+, then "unknown") and the days since the last event (the [CLS] gap; bins below, then "none").
 WIDE_AGE_BIN_YEARS, WIDE_AGE_BINS = 5, 21
 WIDE_GAP_EDGES_DAYS = (31, 92, 183, 366, 731)
+WIDE_STATIC_COLUMNS = WIDE_AGE_BINS + 1 + len(WIDE_GAP_EDGES_DAYS) + 2   # age bins + unknown, gap bins + none
 
 
 def _module():
@@ -163,7 +164,7 @@ class _Rows:
         self._wide = None
 
     def wide(self):
-        """(rows, len(WIDE_WINDOWS_DAYS) * vocab + wide_static columns) CSR: log(1 + count) of each code per
+        """(rows, len(WIDE_WINDOWS_DAYS) * vocab + WIDE_STATIC_COLUMNS) CSR: log(1 + count) of each code per
         window before t, then the one-hot age and last-event gap at t (`static`)."""
         if self._wide is None:
             import scipy.sparse as sp
@@ -177,7 +178,7 @@ class _Rows:
                 blocks.append(sp.csr_matrix((np.ones(int(m.sum())), (row[m], ids[m])), shape=(n, V)).log1p())
             static = self.static()
             blocks.append(sp.csr_matrix((np.ones(2 * n), (np.repeat(np.arange(n), 2), static.ravel())),
-                                        shape=(n, WIDE_AGE_BINS + 1 + len(WIDE_GAP_EDGES_DAYS) + 2)))
+                                        shape=(n, WIDE_STATIC_COLUMNS)))
             self._wide = sp.hstack(blocks, format="csr")
         return self._wide
 

@@ -172,8 +172,7 @@ def test_wide_counts_match_a_loop(setup):
     A, _, data, seqs, _, _ = _attend_data(setup)
     X = data.wide().toarray()
     V = seqs.vocab_size
-    n_static = A.WIDE_AGE_BINS + 1 + len(A.WIDE_GAP_EDGES_DAYS) + 2
-    assert X.shape == (len(seqs.lengths), len(A.WIDE_WINDOWS_DAYS) * V + n_static)
+    assert X.shape == (len(seqs.lengths), len(A.WIDE_WINDOWS_DAYS) * V + A.WIDE_STATIC_COLUMNS)
     for i in range(0, len(seqs.lengths), 7):
         s, e = seqs.offsets[i], seqs.offsets[i + 1]
         want = np.zeros(len(A.WIDE_WINDOWS_DAYS) * V)
