@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from claimsfm.ingest.events import EventTable
-from claimsfm.ingest.meds import Splits, to_arrow
+from claimsfm.ingest.meds import Splits, to_arrow, write_shard
 from claimsfm.splits import SPLITS, split_codes
 
 
@@ -104,9 +103,9 @@ class ShardWriter:
             self._wait(self.writers - 1)  # at most `writers` shards converted or being written
             # Joined and converted here (the caller's thread, idle while the workers prepare the next pieces),
             # written on a writer thread: a writer that also converted became the slowest thread of sort+write.
-            shard = to_arrow(concat_tables(head))
+            shard = to_arrow(concat_tables(head), dictionary=True)
             path = self.folders[code] / f"{self.shards[code]}.parquet"
-            self.writing.append(self.io.submit(pq.write_table, shard, path))
+            self.writing.append(self.io.submit(write_shard, shard, path))
             self.shards[code] += 1
             self.rows[code] -= end
             self.pending[code] = rest

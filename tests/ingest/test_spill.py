@@ -98,6 +98,32 @@ def test_shard_writer_matches_write_data(tmp_path):
         assert checksums(tmp_path / "a") == checksums(tmp_path / f"b{writers}") and len(checksums(tmp_path / "a")) > 10
 
 
+def test_shards_read_as_plain_meds_strings(tmp_path):
+    """Shards are written from dictionary columns, yet every reader gets SCHEMA's strings and the same rows."""
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(1)
+    n = 2000
+    facility = rng.integers(-1, 2, n).astype(np.int32)          # -1: no facility (null)
+    t = events.EventTable(np.sort(rng.integers(0, 50, n)), rng.integers(0, 10**15, n),
+                          rng.integers(0, 4, n).astype(np.int32), ["a", "b", "ICD10//I48", "c"],
+                          rng.random(n).astype(np.float32), facility, ["F1", "F2"], rng.random(n) < 0.1,
+                          np.full(n, events.NO_TIME))
+    meds.write_data(t, tmp_path, 10**6)
+    back = pq.read_table([f for f in sorted((tmp_path / "data").rglob("*.parquet"))])
+    assert back.schema.equals(meds.SCHEMA)
+    order = np.argsort(back["subject_id"].to_numpy(), kind="stable")
+    plain = meds.to_arrow(t)
+    assert plain.schema.equals(meds.SCHEMA)
+    for name in ("code", "facility", "suspected"):
+        assert back[name].take(order).to_pylist() == plain[name].to_pylist(), name
+    assert back["facility"].null_count == int((facility < 0).sum()) > 0
+    f = next((tmp_path / "data").rglob("*.parquet"))
+    meta = pq.ParquetFile(f).metadata
+    assert b"ARROW:schema" not in (meta.metadata or {})
+    assert "RLE_DICTIONARY" in meta.row_group(0).column(meds.SCHEMA.names.index("code")).encodings
+
+
 def test_memory_limit_and_buckets():
     assert spill.parse_memory("1.5G") == 3 << 29 and spill.parse_memory("800M") == 800 << 20
     assert spill.parse_memory("2GB") == 2 << 30 and spill.parse_memory(None) >= spill.MIN_MEMORY
