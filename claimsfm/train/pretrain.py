@@ -150,7 +150,7 @@ def train(config: PretrainConfig):
     try:
         plan = make_plan(config, store.vocab_size, d.world_size)
         settings = plan.settings(config, data, store, d.world_size)
-        status = inspect(plan.out, settings, config.resume)
+        status = inspect(plan.out, settings, config.resume, owner=d.main)
         if status.kind == "finished":
             return None, status.summary
         torch.manual_seed(config.seed)

@@ -32,15 +32,18 @@ def _differences(old: dict, new: dict) -> list[str]:
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
 
 
-def inspect(run_dir: Path, settings: dict, resume: bool) -> Status:
+def inspect(run_dir: Path, settings: dict, resume: bool, owner: bool = True) -> Status:
     """Decide between a fresh start, returning a finished run, and resuming an unfinished one.
 
-    The folder is claimed first (claimsfm.outdir): a folder claimsfm did not make is refused.
+    The owner (the only process that writes the folder: rank 0) claims it first (claimsfm.outdir): a folder
+    claimsfm did not make is refused. Other ranks only read it: two processes claiming one folder at once race
+    on its marker (one sees the other's half-written marker and refuses the folder as not claimsfm's).
     """
     from claimsfm.model.checkpoint import step_folders
 
-    claim(run_dir, "pretrain", [settings.get("data")])
-    record(run_dir, *(run_dir / name for name in RUN_FILES))
+    if owner:
+        claim(run_dir, "pretrain", [settings.get("data")])
+        record(run_dir, *(run_dir / name for name in RUN_FILES))
     config = run_dir / "config.json"
     if config.is_file():
         old = read_json(config).get("settings", {})

@@ -81,3 +81,21 @@ def test_sigkill_after_first_checkpoint_then_resume(store_dir, tmp_path, run_pyt
     assert [s for s, _ in step_folders(out)] == [28, 30]
     steps = [int(line.split('"step": ')[1].split(",")[0]) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 31))
+
+
+def test_only_the_owner_rank_claims_the_run_folder(tmp_path):
+    """Rank 0 claims and records the folder; another rank only reads it (both claiming at once raced on the marker)."""
+    from claimsfm.outdir import MARKER, read_marker
+    from claimsfm.train.runfolder import inspect
+
+    settings = {"data": str(tmp_path / "data")}
+    other = tmp_path / "other"
+    assert inspect(other, settings, resume=False, owner=False).kind == "fresh"
+    assert not other.exists()                              # a non-owner writes nothing, not even the folder
+    run = tmp_path / "run"
+    assert inspect(run, settings, resume=False).kind == "fresh"
+    marker = read_marker(run)
+    assert marker["command"] == "pretrain" and "config.json" in marker["files"]
+    before = (run / MARKER).read_bytes()
+    assert inspect(run, settings, resume=False, owner=False).kind == "fresh"
+    assert (run / MARKER).read_bytes() == before
