@@ -78,7 +78,7 @@ def to_arrow(t: EventTable, dictionary: bool = False) -> pa.Table:
 
 def write_shard(table: pa.Table, path: Path) -> None:
     """One MEDS data shard. Dictionary columns go into parquet's own dictionary encoding as they are; the
-    Arrow schema is not stored, so every reader sees SCHEMA's plain strings (tests/ingest/test_meds.py)."""
+    Arrow schema is not stored, so every reader sees SCHEMA's plain strings (tests/ingest/test_spill.py)."""
     pq.write_table(table, path, store_schema=False)
 
 
