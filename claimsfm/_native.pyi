@@ -5,7 +5,7 @@ to C-contiguous arrays of the stated dtype; results are new numpy arrays. Shapes
 (store), k subjects asked for, T tokens, R result rows. tests/test_native.py checks that this stub
 names every binding and every result key.
 """
-from typing import TypedDict
+from typing import Callable, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -51,7 +51,9 @@ class UkeResult(TypedDict):
     facilities: list[str]             # facility id -> 7-digit facility code
     rejects: list[tuple[int, int, str, bytes]]  # (file index, line (0 = whole file), reason, masked line)
     stats: UkeStats
-    spilled: int                      # events written to `spill` (then the columns above are empty)
+    spilled: int                      # events written to `spill` or `buckets` (then the columns above are empty)
+    key_sid: npt.NDArray[np.int64]    # key id -> subject_id (with `buckets`; else empty)
+    bucket_rows: npt.NDArray[np.int64]  # rows written to each bucket file (with `buckets`; else empty)
 
 
 class CsvResult(TypedDict):
@@ -67,8 +69,11 @@ class CsvResult(TypedDict):
 
 
 def parse_uke(paths: list[str], link_by: str = "chart", stop_at_first_error: bool = True, threads: int = 1,
-              progress: Progress | None = None, spill: str = "") -> UkeResult:
-    """Parse UKE files into raw event columns (link_by: "chart" | "insurer"); see csrc/uke_parser.hpp."""
+              progress: Progress | None = None, spill: str = "", buckets: list[str] = ...,
+              salt: bytes = b"", subject_id: Callable[[bytes, bool], int] | None = None) -> UkeResult:
+    """Parse UKE files into raw event columns (link_by: "chart" | "insurer"); see csrc/uke_parser.hpp. With
+    `buckets`, each event goes to the bucket file of its subject_id (ASCII keys hashed in C++ with `salt`, the
+    others by `subject_id(raw_key, utf8)`), and key_sid / bucket_rows come back."""
 
 
 def sort_events(subject: npt.NDArray[np.int64], time_us: npt.NDArray[np.int64], packed: npt.NDArray[np.int64],
@@ -76,14 +81,10 @@ def sort_events(subject: npt.NDArray[np.int64], time_us: npt.NDArray[np.int64], 
     """(N,) permutation: ingest's total event order (events.EventTable.sorted is the numpy twin)."""
 
 
-def partition_spill(spill: str, bucket_of_key: npt.NDArray[np.uint16], bucket_paths: list[str],
-                    progress: Progress | None = None) -> npt.NDArray[np.int64]:
-    """Scatter a spill file of SpillRow records into bucket files (input order kept); rows per bucket."""
-
-
-def bucket_events(path: str, key_sid: npt.NDArray[np.int64], code_rank: npt.NDArray[np.int64],
+def bucket_events(paths: list[str], key_sid: npt.NDArray[np.int64], code_rank: npt.NDArray[np.int64],
                   code_rule: npt.NDArray[np.uint8], facility_rank: npt.NDArray[np.int64]) -> dict[str, np.ndarray]:
-    """A bucket file of SpillRow records -> its de-duplicated events in ingest's total order: subject, time_us,
+    """Bucket files of SpillRow records (consecutive subject_id ranges, read in order) -> their de-duplicated events
+    in ingest's total order: subject, time_us,
     dx_start_us (int64), code, facility (int32), value (float32), suspected (uint8); see csrc/bucket_events.hpp."""
 
 

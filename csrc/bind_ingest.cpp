@@ -5,6 +5,7 @@
 #include "bucket_events.hpp"
 #include "csv_parser.hpp"
 #include "event_sort.hpp"
+#include "sha256.hpp"
 #include "spill.hpp"
 #include "uke_parser.hpp"
 
@@ -65,22 +66,43 @@ py::dict uke_result(claimsfm::UkeResult&& r, bool blob) {
 #undef CLAIMSFM_STAT
   d["stats"] = st;
   d["spilled"] = r.spilled;
+  d["key_sid"] = to_numpy(std::move(r.key_sid));
+  d["bucket_rows"] = to_numpy(std::move(r.bucket_rows));
   return d;
 }
 
 py::dict parse_uke(const std::vector<std::string>& paths, const std::string& link_by,
-                   bool stop_at_first_error, int threads, Progress* progress, const std::string& spill) {
+                   bool stop_at_first_error, int threads, Progress* progress, const std::string& spill,
+                   const std::vector<std::string>& buckets, const py::bytes& salt, py::object subject_id) {
   claimsfm::UkeOptions opt;
   if (link_by != "chart" && link_by != "insurer") throw py::value_error("link_by: chart|insurer");
   opt.link_by = link_by == "insurer" ? claimsfm::LinkBy::insurer : claimsfm::LinkBy::chart;
   opt.stop_at_first_error = stop_at_first_error;
   opt.threads = threads;
+  if (!buckets.empty() && (subject_id.is_none() || !spill.empty())) {
+    throw py::value_error("parse_uke: buckets need subject_id and no spill file");
+  }
+  const claimsfm::HmacSha256 hmac{std::string_view(salt)};
+  claimsfm::SpillBuckets spec;
+  spec.paths = buckets;
+  // ASCII keys are hashed here, on the merging thread; any other key goes to Python's canonical_key (NFKC)
+  // through `subject_id`, under the GIL.
+  spec.subject_id = [&](const std::string& key, bool utf8) -> int64_t {
+    if (const auto sid = claimsfm::ascii_subject_id(hmac, key)) return *sid;
+    py::gil_scoped_acquire gil;
+    try {
+      return subject_id(py::bytes(key), utf8).cast<int64_t>();
+    } catch (py::error_already_set& e) {
+      throw std::runtime_error(std::string("subject_id: ") + e.what());
+    }
+  };
   claimsfm::UkeResult r;
   {
     py::gil_scoped_release release;
-    r = claimsfm::parse_uke_files(paths, opt, progress ? &progress->bytes : nullptr, spill);
+    r = claimsfm::parse_uke_files(paths, opt, progress ? &progress->bytes : nullptr, spill,
+                                  buckets.empty() ? nullptr : &spec);
   }
-  return uke_result(std::move(r), !spill.empty());
+  return uke_result(std::move(r), !spill.empty() || !buckets.empty());
 }
 
 py::dict parse_csv(const std::string& path, int threads, bool skip_bad) {
@@ -134,18 +156,7 @@ py::array_t<int64_t> sort_events(carray<int64_t> subject, carray<int64_t> time_u
   return to_numpy(std::move(order));
 }
 
-py::array_t<int64_t> partition_spill(const std::string& spill, carray<uint16_t> bucket_of_key,
-                                     const std::vector<std::string>& bucket_paths, Progress* progress) {
-  std::vector<int64_t> counts;
-  {
-    py::gil_scoped_release release;  // bucket_of_key is held by this call
-    counts = claimsfm::partition_spill(spill, bucket_of_key.data(), bucket_of_key.size(), bucket_paths,
-                                       progress ? &progress->bytes : nullptr);
-  }
-  return to_numpy(std::move(counts));
-}
-
-py::dict bucket_events(const std::string& path, carray<int64_t> key_sid, carray<int64_t> code_rank,
+py::dict bucket_events(const std::vector<std::string>& paths, carray<int64_t> key_sid, carray<int64_t> code_rank,
                        carray<uint8_t> code_rule, carray<int64_t> facility_rank) {
   if (code_rank.size() != code_rule.size()) throw py::value_error("bucket_events: code_rank and code_rule differ");
   const claimsfm::BucketTables tables{key_sid.data(), key_sid.size(), code_rank.data(), code_rule.data(),
@@ -153,7 +164,7 @@ py::dict bucket_events(const std::string& path, carray<int64_t> key_sid, carray<
   claimsfm::BucketEvents e;
   {
     py::gil_scoped_release release;  // the tables are held by this call
-    e = claimsfm::bucket_events(path, tables);
+    e = claimsfm::bucket_events(paths, tables);
   }
   py::dict d;
   d["subject"] = to_numpy(std::move(e.subject));
@@ -177,18 +188,19 @@ void bind_ingest(py::module_& m) {
       .def_property_readonly("value", [](const Progress& p) { return p.bytes.load(); });
   m.def("parse_uke", &parse_uke, py::arg("paths"), py::arg("link_by") = "chart",
         py::arg("stop_at_first_error") = true, py::arg("threads") = 1,
-        py::arg("progress") = nullptr, py::arg("spill") = "",
+        py::arg("progress") = nullptr, py::arg("spill") = "", py::arg("buckets") = std::vector<std::string>{},
+        py::arg("salt") = py::bytes(""), py::arg("subject_id") = py::none(),
         "Parse UKE files into raw event columns (see csrc/uke_parser.hpp); with `spill`, the events go to "
-        "that file as SpillRow records, the columns come back empty and the keys as keys_blob + key_offsets.");
+        "that file as SpillRow records, the columns come back empty and the keys as keys_blob + key_offsets; "
+        "with `buckets` (and the salt, and subject_id(raw_key, utf8) for non-ASCII keys) each event goes to "
+        "the file of its subject_id range and key_sid / bucket_rows come back.");
   m.def("parse_csv", &parse_csv, py::arg("path"), py::arg("threads") = 1,
         py::arg("skip_bad") = false, "Parse a subject_id,time,code[,numeric_value] CSV.");
   m.def("sort_events", &sort_events, py::arg("subject"), py::arg("time_us"), py::arg("packed"), py::arg("value"),
         py::arg("dx_start"), "Permutation in ingest's total event order (see csrc/event_sort.hpp).");
-  m.def("partition_spill", &partition_spill, py::arg("spill"), py::arg("bucket_of_key"), py::arg("bucket_paths"),
-        py::arg("progress") = nullptr, "Scatter a spill file into bucket files by key (see csrc/spill.hpp); returns rows per bucket.");
-  m.def("bucket_events", &bucket_events, py::arg("path"), py::arg("key_sid"), py::arg("code_rank"),
+  m.def("bucket_events", &bucket_events, py::arg("paths"), py::arg("key_sid"), py::arg("code_rank"),
         py::arg("code_rule"), py::arg("facility_rank"),
-        "A bucket file -> its de-duplicated events in ingest's total order (see csrc/bucket_events.hpp).");
+        "Bucket files (consecutive subject_id ranges) -> their de-duplicated events in ingest's total order (see csrc/bucket_events.hpp).");
   m.def("group_by_subject", &group_by_subject, py::arg("subject"), py::arg("time_us"),
         py::arg("threads") = 1,
         "Permutation grouping events by subject, time-ordered: (order, offsets, subjects).");

@@ -14,7 +14,7 @@ namespace claimsfm_bind {
 
 // The interface of claimsfm._native (names, arguments, result keys). Bump it with any such change,
 // together with ABI_VERSION in claimsfm/native.py: importing the module checks that the two agree.
-inline constexpr int kAbiVersion = 4;
+inline constexpr int kAbiVersion = 5;
 
 // A numpy argument: converted to a C-contiguous array of T (a no-op when it already is one).
 template <typename T>

@@ -21,19 +21,21 @@ int64_t day_us(int32_t day) {
   return day == std::numeric_limits<int32_t>::min() ? std::numeric_limits<int64_t>::min() : day * kUsPerDay;
 }
 
-// Calls fn(rows, count) for each chunk of the file's rows (a small buffer, reused: the file is read twice
-// rather than held, since the grouped copy is all the sort needs).
+// Calls fn(rows, count) for each chunk of the files' rows, file after file (a small buffer, reused: the
+// files are read twice rather than held, since the grouped copy is all the sort needs).
 template <typename Fn>
-void each_chunk(const std::string& path, Fn&& fn) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) throw std::runtime_error("cannot open " + path);
+void each_chunk(const std::vector<std::string>& paths, Fn&& fn) {
   std::vector<SpillRow> chunk(1 << 15);
-  size_t got = 0;
-  while ((got = std::fread(chunk.data(), 1, chunk.size() * sizeof(SpillRow), f.get())) > 0) {
-    if (got % sizeof(SpillRow) != 0) throw std::runtime_error(path + ": not a whole number of spill rows");
-    fn(chunk.data(), static_cast<int64_t>(got / sizeof(SpillRow)));
+  for (const std::string& path : paths) {
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+    if (!f) throw std::runtime_error("cannot open " + path);
+    size_t got = 0;
+    while ((got = std::fread(chunk.data(), 1, chunk.size() * sizeof(SpillRow), f.get())) > 0) {
+      if (got % sizeof(SpillRow) != 0) throw std::runtime_error(path + ": not a whole number of spill rows");
+      fn(chunk.data(), static_cast<int64_t>(got / sizeof(SpillRow)));
+    }
+    if (std::ferror(f.get())) throw std::runtime_error("cannot read " + path);
   }
-  if (std::ferror(f.get())) throw std::runtime_error("cannot read " + path);
 }
 
 // A once-only candidate of one subject: the group (code, suspected) and what picks its first row.
@@ -158,8 +160,8 @@ BucketEvents bucket_events_of(Each&& each, const BucketTables& t) {
 
 }  // namespace
 
-BucketEvents bucket_events(const std::string& path, const BucketTables& tables) {
-  return bucket_events_of([&](auto&& fn) { each_chunk(path, fn); }, tables);
+BucketEvents bucket_events(const std::vector<std::string>& paths, const BucketTables& tables) {
+  return bucket_events_of([&](auto&& fn) { each_chunk(paths, fn); }, tables);
 }
 
 BucketEvents bucket_events(const SpillRow* rows, int64_t n, const BucketTables& tables) {

@@ -1,5 +1,6 @@
-// The sort step of the out-of-core ingest (claimsfm/ingest/spill.py): one bucket file of SpillRow
-// records (uke_parser.hpp) -> its de-duplicated events in ingest's total order, with no Python.
+// The sort step of the out-of-core ingest (claimsfm/ingest/spill.py): a bucket of SpillRow records
+// (uke_parser.hpp), in one or more files of consecutive subject_id ranges -> its de-duplicated events in
+// ingest's total order, with no Python.
 // The numpy twin is events.raw_table (first_observations, then EventTable.sorted).
 #pragma once
 #include <cstdint>
@@ -31,11 +32,11 @@ struct BucketEvents {
   std::vector<uint8_t> suspected;  // 0 or 1
 };
 
-// The rows of a bucket, read from `path`: keep the first diagnosis per (subject, code, suspected) and one
+// The rows of a bucket, read from `paths` in order: keep the first diagnosis per (subject, code, suspected) and one
 // row per (subject, code) of a once-per-subject code (earliest day, then dx_start, facility id, input
 // position), then order by (subject, day, code rank, facility rank, suspected, value with NaN first,
 // dx_start, input position). Throws std::runtime_error on an unreadable file or an id out of range.
-BucketEvents bucket_events(const std::string& path, const BucketTables& tables);
+BucketEvents bucket_events(const std::vector<std::string>& paths, const BucketTables& tables);
 
 // The same on rows already in memory (tests, and the C++ test executable).
 BucketEvents bucket_events(const SpillRow* rows, int64_t n, const BucketTables& tables);

@@ -1,7 +1,10 @@
 #include "spill.hpp"
 
-#include <cstdio>
-#include <memory>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <stdexcept>
 
 #include "uke_parser.hpp"
@@ -9,53 +12,64 @@
 namespace claimsfm {
 
 namespace {
-
-using File = std::unique_ptr<std::FILE, int (*)(std::FILE*)>;
-
-File open_file(const std::string& path, const char* mode) {
-  File f(std::fopen(path.c_str(), mode), &std::fclose);
-  if (!f) throw std::runtime_error("cannot open " + path);
-  return f;
+constexpr size_t kBufRows = 256;  // 7 KiB a bucket: each write moves a few hundred rows
 }
 
-}  // namespace
+size_t bucket_of_subject(int64_t subject_id, size_t n_buckets) {
+  if (n_buckets <= 1) return 0;
+  const uint64_t width = ((uint64_t{1} << 63) + n_buckets - 1) / n_buckets;
+  return static_cast<size_t>(static_cast<uint64_t>(subject_id) / width);
+}
 
-std::vector<int64_t> partition_spill(const std::string& spill_path, const uint16_t* bucket_of_key, int64_t n_keys,
-                                     const std::vector<std::string>& bucket_paths,
-                                     std::atomic<int64_t>* bytes_done) {
-  const size_t n_buckets = bucket_paths.size();
-  File in = open_file(spill_path, "rb");
-  std::vector<File> out;
-  out.reserve(n_buckets);
-  for (const std::string& p : bucket_paths) out.push_back(open_file(p, "wb"));
-  // Rows wait in a small buffer per bucket, so that each fwrite moves a few hundred rows.
-  constexpr size_t kBuf = 512, kChunk = 1 << 16;
-  std::vector<std::vector<SpillRow>> buf(n_buckets);
-  std::vector<int64_t> counts(n_buckets, 0);
-  auto flush = [&](size_t b) {
-    if (!buf[b].empty() && std::fwrite(buf[b].data(), sizeof(SpillRow), buf[b].size(), out[b].get()) != buf[b].size())
-      throw std::runtime_error("cannot write " + bucket_paths[b] + " (disk full?)");
-    buf[b].clear();
-  };
-  std::vector<SpillRow> chunk(kChunk);
-  for (size_t got; (got = std::fread(chunk.data(), sizeof(SpillRow), kChunk, in.get())) > 0;) {
-    for (size_t i = 0; i < got; ++i) {
-      const int32_t key = chunk[i].key;
-      if (key < 0 || key >= n_keys) throw std::runtime_error("spill row with a key out of range");
-      const uint16_t b = bucket_of_key[key];
-      if (b >= n_buckets) throw std::runtime_error("bucket out of range");
-      buf[b].push_back(chunk[i]);
-      ++counts[b];
-      if (buf[b].size() == kBuf) flush(b);
+BucketFiles::BucketFiles(const std::vector<std::string>& paths)
+    : paths_(paths), buf_(paths.size()), rows_(paths.size(), 0) {
+  fds_.reserve(paths.size());
+  for (const std::string& p : paths) {
+    const int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      const std::string why = std::strerror(errno);
+      for (int f : fds_) ::close(f);
+      fds_.clear();
+      throw std::runtime_error("cannot create the spill file " + p + " (" + why + ")");
     }
-    if (bytes_done) bytes_done->fetch_add(static_cast<int64_t>(got * sizeof(SpillRow)));
+    fds_.push_back(fd);
   }
-  if (std::ferror(in.get())) throw std::runtime_error("cannot read " + spill_path);
-  for (size_t b = 0; b < n_buckets; ++b) {
-    flush(b);
-    if (std::fflush(out[b].get()) != 0) throw std::runtime_error("cannot write " + bucket_paths[b]);
+}
+
+BucketFiles::~BucketFiles() {
+  for (int fd : fds_) ::close(fd);
+}
+
+void BucketFiles::add(size_t b, const SpillRow& row) {
+  std::vector<SpillRow>& buf = buf_[b];
+  if (buf.capacity() == 0) buf.reserve(kBufRows);
+  buf.push_back(row);
+  ++rows_[b];
+  if (buf.size() == kBufRows) write_out(b);
+}
+
+void BucketFiles::write_out(size_t b) {
+  std::vector<SpillRow>& buf = buf_[b];
+  const char* p = reinterpret_cast<const char*>(buf.data());
+  size_t left = buf.size() * sizeof(SpillRow);
+  while (left > 0) {
+    const ssize_t put = ::write(fds_[b], p, left);
+    if (put < 0 && errno == EINTR) continue;
+    if (put <= 0) {
+      throw std::runtime_error("cannot write the spill file " + paths_[b] + " (" +
+                               (put < 0 ? std::strerror(errno) : "no space") + ")");
+    }
+    p += put;
+    left -= static_cast<size_t>(put);
   }
-  return counts;
+  buf.clear();
+}
+
+void BucketFiles::flush() {
+  for (size_t b = 0; b < buf_.size(); ++b) {
+    if (!buf_[b].empty()) write_out(b);
+    std::vector<SpillRow>().swap(buf_[b]);
+  }
 }
 
 }  // namespace claimsfm

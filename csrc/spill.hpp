@@ -1,19 +1,40 @@
-// The partition step of the out-of-core ingest (claimsfm/ingest/spill.py): scatter a spill file of
-// SpillRow records (uke_parser.hpp) into bucket files by a per-key bucket table, keeping input order
-// inside each bucket. spill.partition_numpy is the numpy twin. Plain C++17, no Python.
+// The bucket files of the out-of-core ingest (claimsfm/ingest/spill.py): the UKE parser's merge step
+// (uke_files.cpp) scatters each event, as a SpillRow record (uke_parser.hpp), into the file of its
+// subject_id range as soon as its patient key is pseudonymised, keeping input order inside each file.
+// spill.partition_numpy is the numpy twin (from a single spill file and the key table's subject_ids).
+// Plain C++17, no Python.
 #pragma once
-#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace claimsfm {
 
-// bucket_of_key[k] in [0, paths.size()) for every key id k in the spill. Returns the rows per bucket.
-// `bytes_done` (may be null) is advanced as the spill is read, for a progress bar.
-// Throws std::runtime_error on an unreadable spill, an unwritable bucket file or a key out of range.
-std::vector<int64_t> partition_spill(const std::string& spill_path, const uint16_t* bucket_of_key, int64_t n_keys,
-                                     const std::vector<std::string>& bucket_paths,
-                                     std::atomic<int64_t>* bytes_done = nullptr);
+struct SpillRow;
+
+// Bucket b of n holds the subject_ids in [b * w, (b + 1) * w), w = ceil(2^63 / n): bucket order is
+// subject_id order (spill.bucket_of is the numpy twin).
+size_t bucket_of_subject(int64_t subject_id, size_t n_buckets);
+
+class BucketFiles {
+ public:
+  // Creates (truncates) one file per path. Throws std::runtime_error when one cannot be created.
+  explicit BucketFiles(const std::vector<std::string>& paths);
+  ~BucketFiles();
+  BucketFiles(const BucketFiles&) = delete;
+  BucketFiles& operator=(const BucketFiles&) = delete;
+
+  size_t size() const { return fds_.size(); }
+  void add(size_t bucket, const SpillRow& row);  // buffered; throws when a write fails (disk full)
+  void flush();                                  // everything buffered to the files; throws on failure
+  const std::vector<int64_t>& rows() const { return rows_; }  // rows added per bucket
+
+ private:
+  void write_out(size_t bucket);
+  std::vector<std::string> paths_;
+  std::vector<int> fds_;
+  std::vector<std::vector<SpillRow>> buf_;  // a few hundred rows per bucket, allocated on first use
+  std::vector<int64_t> rows_;
+};
 
 }  // namespace claimsfm

@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "flat_map.hpp"
+#include "spill.hpp"
 #include "uke_parser.hpp"
 
 namespace claimsfm {
@@ -39,6 +40,9 @@ struct Merger {
   FlatTableIds keys_utf8, keys_cp932;
   std::unordered_map<std::string, int32_t> facilities;
   std::FILE* spill = nullptr;  // events go here as SpillRow records instead of into out.events
+  const SpillBuckets* spec = nullptr;  // or into these bucket files, by subject_id
+  BucketFiles* buckets = nullptr;
+  std::vector<uint32_t> key_bucket;    // global key id -> bucket (with `buckets`)
 
   template <class K, class F>
   static int32_t intern(std::unordered_map<K, int32_t>& map, const K& k, F&& push) {
@@ -59,6 +63,11 @@ struct Merger {
       bool added;
       key_map.push_back(ids.find_or_add(k, out.keys, added));
       if (added) {
+        if (buckets) {
+          const int64_t sid = spec->subject_id(k, f.utf8);
+          out.key_sid.push_back(sid);
+          key_bucket.push_back(static_cast<uint32_t>(bucket_of_subject(sid, buckets->size())));
+        }
         out.keys.push_back(std::move(k));
         out.key_utf8.push_back(f.utf8 ? 1 : 0);
       }
@@ -66,7 +75,14 @@ struct Merger {
     for (const std::string& fc : f.facilities)
       fac_map.push_back(intern(facilities, fc, [&] { out.facilities.push_back(fc); }));
     const EventColumns& s = f.events;
-    if (spill) {
+    if (buckets) {
+      for (size_t i = 0; i < s.size(); ++i) {
+        const int32_t key = key_map[s.key[i]];
+        buckets->add(key_bucket[key], SpillRow{key, s.day[i], code_map[s.code[i]], fac_map[s.facility[i]],
+                                               s.dx_start[i], s.value[i], s.suspected[i], {0, 0, 0}});
+      }
+      out.spilled += static_cast<int64_t>(s.size());
+    } else if (spill) {
       write_spill(s, code_map, key_map, fac_map);
     } else {
       append(s, code_map, key_map, fac_map);
@@ -123,7 +139,8 @@ void reserve_events(EventColumns& e, const std::vector<std::string>& paths) {
 }  // namespace
 
 UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOptions& opt,
-                          std::atomic<int64_t>* bytes_done, const std::string& spill_path) {
+                          std::atomic<int64_t>* bytes_done, const std::string& spill_path,
+                          const SpillBuckets* bucket_spec) {
   const size_t n = paths.size();
   std::vector<FileResult> results(n);
   std::vector<char> done(n, 0);
@@ -131,13 +148,17 @@ UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOption
   std::atomic<bool> failed{false};
   UkeResult out;
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> spill(nullptr, &std::fclose);
-  if (spill_path.empty()) {
+  std::unique_ptr<BucketFiles> buckets;
+  if (bucket_spec) {
+    if (!bucket_spec->subject_id || bucket_spec->paths.empty()) throw std::runtime_error("SpillBuckets: no paths or callback");
+    buckets = std::make_unique<BucketFiles>(bucket_spec->paths);
+  } else if (spill_path.empty()) {
     reserve_events(out.events, paths);
   } else {
     spill.reset(std::fopen(spill_path.c_str(), "wb"));
     if (!spill) throw std::runtime_error("cannot create the spill file " + spill_path);
   }
-  Merger merger{out, {}, {}, {}, {}, spill.get()};
+  Merger merger{out, {}, {}, {}, {}, spill.get(), bucket_spec, buckets.get(), {}};
   std::exception_ptr error;  // a spill write failure, re-thrown after the threads have joined
   std::mutex merge_mutex;
   size_t merged = 0;  // files [0, merged) are in `out`; guarded by merge_mutex
@@ -178,6 +199,10 @@ UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOption
   for (std::thread& t : pool) t.join();
   if (error) std::rethrow_exception(error);
   if (spill && std::fflush(spill.get()) != 0) throw std::runtime_error("cannot write the spill file " + spill_path);
+  if (buckets) {
+    buckets->flush();
+    out.bucket_rows = buckets->rows();
+  }
   return out;
 }
 

@@ -3,11 +3,12 @@
 // One file is parsed by one thread from one in-memory buffer, so memory is bounded by the files
 // being parsed at once (one per thread) plus the events produced. Events are "raw": a diagnosis
 // repeated on every monthly receipt comes back once per receipt; claimsfm.ingest de-duplicates
-// after the patient keys are turned into subject_ids (which needs the salt, kept out of C++).
+// after the patient keys are turned into subject_ids (SpillBuckets: by a callback at merge time).
 // The pure-Python twin is claimsfm/ingest/reference.py; both must produce identical output.
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -79,6 +80,17 @@ struct UkeResult {
   std::vector<Reject> rejects;          // ordered by (file, line)
   UkeStats stats;
   int64_t spilled = 0;                  // events written to the spill file (0 without one)
+  std::vector<int64_t> key_sid;         // key id -> subject_id (SpillBuckets only)
+  std::vector<int64_t> bucket_rows;     // rows written to each bucket file (SpillBuckets only)
+};
+
+// The out-of-core ingest's spill (claimsfm/ingest/spill.py): every event goes, as a SpillRow, into the
+// file of its subject_id range (spill.hpp bucket_of_subject), in input order inside each file.
+struct SpillBuckets {
+  std::vector<std::string> paths;  // one file per bucket, in subject_id order
+  // The subject_id of a new patient key (its bytes, and whether its file is UTF-8): called once per
+  // distinct key, in key id order, by the thread that merges. May throw std::runtime_error.
+  std::function<int64_t(const std::string& key, bool utf8)> subject_id;
 };
 
 // One event as the out-of-core ingest spills it to disk (claimsfm/ingest/spill.py reads the same
@@ -95,8 +107,11 @@ FileResult parse_uke_buffer(std::string_view data, int32_t file_index, const Uke
 // Parse files in parallel (opt.threads). `bytes_done` (may be null) is advanced as files finish.
 // With a `spill_path`, events are appended there as SpillRow records (input order, as they would
 // be in `events`) and `events` stays empty: memory is bounded by the files being parsed plus the
-// key, code and facility tables. Throws std::runtime_error when the spill file cannot be written.
+// key, code and facility tables. With `buckets` instead, each key gets its subject_id as it is first
+// merged and each event goes to its bucket file (key_sid and bucket_rows filled). Throws
+// std::runtime_error when a spill file cannot be written or a subject_id cannot be computed.
 UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOptions& opt,
-                          std::atomic<int64_t>* bytes_done, const std::string& spill_path = "");
+                          std::atomic<int64_t>* bytes_done, const std::string& spill_path = "",
+                          const SpillBuckets* buckets = nullptr);
 
 }  // namespace claimsfm

@@ -189,31 +189,29 @@ def _write_table(table, work: Path, shard_rows: int, splits) -> dict:
 
 
 def _write_uke_spilled(config: IngestConfig, work: Path, found: Inputs, salt: bytes, splits, stages, store: bool):
-    """Parse to a spill file, pseudonymise the key table, partition by subject_id, sort and write each bucket
-    (and its token store rows, with `store`: the StoreWriter returned, to close once metadata/ is written)."""
+    """Parse into spill files by subject_id range (keys pseudonymised as they are merged), sort and write each
+    bucket (and its token store rows, with `store`: the StoreWriter returned, to close once metadata/ is written)."""
     folder = spill.spill_folder(work)
     spill.configure_malloc()
     streamed = None
     try:
+        memory = spill.parse_memory(config.memory_limit)
+        workers = config.n_threads() + 1
         with stages("parse"):
-            raw = parse_uke_with_progress([str(f) for f in found.files], config, folder / "events.bin")
+            input_bytes = sum(os.path.getsize(f) for f in found.files)
+            files = [folder / f"bucket{b:04d}.bin"
+                     for b in range(spill.spill_file_count(input_bytes, memory, workers, config.shard_rows))]
+            raw = parse_uke_with_progress([str(f) for f in found.files], config, buckets=files, salt=salt)
             rejects = _skipped(found) + _uke_rejects(config, found.files, raw)
-        _check_events(config, found, raw["spilled"], rejects)
-        master_rows = _master_rows(config, found)
-        with stages("pseudonymise"):
-            keys = spill.blob_keys(raw.pop("keys_blob"), raw.pop("key_offsets"))
-            key_sid = pseudo.subject_ids(salt, spill.counted(keys, len(raw["key_utf8"]), "pseudonymise", "key",
-                                                             config.progress), raw["key_utf8"])
+            key_sid = raw.pop("key_sid")
+            for name in ("keys_blob", "key_offsets"):
+                raw.pop(name)
             facility_names = [pseudo.facility_label(salt, f) for f in raw["facilities"]]
             spill.trim_heap()
-        memory = spill.parse_memory(config.memory_limit)
-        n_buckets = spill.bucket_count(raw["spilled"], memory, config.n_threads() + 1, config.shard_rows)
-        with stages("partition"):
-            if n_buckets > 1:
-                paths = spill.partition(folder / "events.bin", folder, spill.bucket_of(key_sid, n_buckets), n_buckets,
-                                        config.progress)
-            else:
-                paths = [folder / "events.bin"]
+        _check_events(config, found, raw["spilled"], rejects)
+        master_rows = _master_rows(config, found)
+        per_bucket = spill.events_per_bucket(memory, workers, config.shard_rows, raw["spilled"])
+        buckets = [[files[f] for f in group] for group in spill.group_files(raw["bucket_rows"], per_bucket)]
         # About half of sort+write's CPU is the shards' Arrow conversion and parquet write: one writer thread per
         # two --threads (on 2 cores, a second writer was no faster and its shards in flight raised the peak RSS).
         writer = shards.ShardWriter(work, config.shard_rows, splits, writers=max(1, config.n_threads() // 2))
@@ -224,7 +222,7 @@ def _write_uke_spilled(config: IngestConfig, work: Path, found: Inputs, salt: by
             streamed = StoreWriter(work / "store", code_names, events.code_ranks(code_names),
                                    events.code_ranks(facility_names), splits)
         with stages("sort+write"):
-            totals = spill.sort_and_write(paths, key_sid, code_names, facility_names, writer, streamed,
+            totals = spill.sort_and_write(buckets, key_sid, code_names, facility_names, writer, streamed,
                                           config.n_threads(), config.progress)
             split_counts = writer.close()
     except BaseException:
@@ -235,7 +233,7 @@ def _write_uke_spilled(config: IngestConfig, work: Path, found: Inputs, salt: by
         spill.remove_spill(work)
     written = {"code_names": code_names, "per_code": totals.per_code, "events": totals.events,
                "split_counts": split_counts, "subjects": totals.all_subjects(), "unused": totals.unused_by_store()}
-    stats = {**raw["stats"], "buckets": n_buckets, "memory_limit_mb": memory >> 20}
+    stats = {**raw["stats"], "buckets": len(buckets), "spill_files": len(files), "memory_limit_mb": memory >> 20}
     return rejects, stats, written, master_rows, streamed
 
 
@@ -283,16 +281,19 @@ def _is_utf8(path: Path) -> bool:
         return False
 
 
-def parse_uke_with_progress(paths: list[str], config: IngestConfig, spill_path: Path | None = None) -> dict:
+def parse_uke_with_progress(paths: list[str], config: IngestConfig, spill_path: Path | None = None,
+                            buckets: list[Path] = (), salt: bytes = b"") -> dict:
     """Run the C++ parser on a worker thread (it releases the GIL) and draw a byte progress bar.
-    With `spill_path`, the events go to that file (see spill.py) instead of the returned columns."""
+    With `spill_path`, the events go to that file instead of the returned columns; with `buckets` (and the
+    salt), each goes to the file of its subject_id range (see spill.py)."""
     from claimsfm.native import native
 
     _native = native()
     total = sum(os.path.getsize(p) for p in paths)
+    hasher = pseudo.key_subject_id(salt) if buckets else None
     return spill.with_byte_bar(lambda progress: _native.parse_uke(
-        paths, config.link_by, config.on_error == "raise", config.n_threads(), progress, str(spill_path or "")),
-        total, "parse UKE", config.progress)
+        paths, config.link_by, config.on_error == "raise", config.n_threads(), progress, str(spill_path or ""),
+        [str(b) for b in buckets], salt, hasher), total, "parse UKE", config.progress)
 
 
 def _read_meds(folders: list[Path], time_range: str):

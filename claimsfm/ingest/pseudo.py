@@ -97,6 +97,13 @@ def subject_hasher(salt: bytes):
     return one
 
 
+def key_subject_id(salt: bytes):
+    """subject_id of one raw parser key: f(raw_key, utf8) -> int. The C++ parser hashes ASCII keys itself
+    (csrc/sha256.hpp ascii_subject_id) and calls this for the others, which need NFKC."""
+    one = subject_hasher(salt)
+    return lambda raw, utf8: one(canonical_key(raw, utf8))
+
+
 def subject_ids(salt: bytes, raw_keys, key_utf8) -> np.ndarray:
     """(n_keys,) int64 subject ids for the parser's key table."""
     one = subject_hasher(salt)

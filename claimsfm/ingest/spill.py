@@ -1,14 +1,17 @@
 """Out-of-core UKE ingest: memory bounded by `--memory-limit`, not by the corpus (internals.md §1b).
 
 Stages (each timed, each with a progress bar):
-  parse      C++ parser on --threads; events go to one spill file as SpillRow records (28 bytes,
-             csrc/uke_parser.hpp) with global key / code / facility ids, in input order.
-  pseudonymise  one HMAC per distinct patient key (pseudo.subject_ids), one label per facility.
-  partition  the spill is scattered into bucket files by equal ranges of subject_id; since subject_id
-             is a keyed hash, buckets are even, and bucket order is subject_id order.
-  sort+write each bucket on its own: the once-only rules and the total sort of events.py, then the
-             rows go to shards.ShardWriter, which cuts the same shards write_data cuts from the whole
-             table. Buckets are prepared on --threads worker threads, written in order.
+  parse      C++ parser on --threads. As each file is merged (in input order), every new patient key
+             gets its subject_id (HMAC-SHA256 in C++ for ASCII keys, csrc/sha256.hpp; pseudo.py's
+             NFKC rules through a callback for the others) and every event goes, as a SpillRow record
+             (28 bytes, csrc/uke_parser.hpp), into the spill file of its subject_id range: equal
+             ranges of [0, 2^63), so the files are even (subject_id is a keyed hash) and file order is
+             subject_id order. There are more files than buckets (SPILL_FILES_PER_BUCKET), since the
+             event count is known only afterwards; then facilities get their labels.
+  sort+write each bucket (consecutive spill files holding about events_per_bucket events) on its own:
+             the once-only rules and the total sort of events.py, then the rows go to
+             shards.ShardWriter, which cuts the same shards write_data cuts from the whole table.
+             Buckets are prepared on --threads worker threads, written in order.
 The in-memory path (pipeline._read_uke + meds.write_data) is the reference twin: the same input and
 salt give byte-identical files (tests/ingest/test_spill.py).
 """
@@ -40,10 +43,14 @@ MEMORY_FRACTION = 0.125   # default --memory-limit: this fraction of the availab
 MAX_DEFAULT_MEMORY = 1 << 30  # ... up to 1 GiB: larger buckets sort no faster, they only hold more RAM
 MIN_MEMORY = 64 << 20     # below this the per-bucket overhead dominates
 BASE_MEMORY = 160 << 20   # interpreter, numpy, pyarrow, the key table: not available to buckets
-MAX_BUCKETS = 4096        # bucket files open at once during the partition
+MAX_BUCKETS = 4096        # spill files open at once during the parse (7 KiB of buffer each)
 MIN_BUCKET_EVENTS = 1 << 16  # below this a bucket's fixed costs (files, per-call tables) dominate: a limit under
 #                              BASE_MEMORY gave 4096 buckets of ~3k events and a 5x slower sort+write
-CHUNK_ROWS = 1 << 21      # spill rows read at a time by the partition (56 MB)
+SPILL_FILES_PER_BUCKET = 4  # spill files per bucket of the event count guessed from the input size, so that
+#                             buckets can be cut close to events_per_bucket once the count is known
+BYTES_PER_RAW_EVENT = 24  # the guess of the input bytes per parsed event (also csrc/uke_files.cpp reserve_events):
+#                           low, so that the guess errs towards more, smaller spill files
+CHUNK_ROWS = 1 << 21      # spill rows read at a time by partition_numpy (56 MB)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
 
@@ -112,18 +119,46 @@ def trim_heap() -> None:
         pass
 
 
-def bucket_count(n_events: int, memory: int, workers: int, shard_rows: int = 0) -> int:
-    """How many buckets of about n_events / count events each, `workers` at a time, fit in `memory` beside
-    the pending MEDS shards (up to `shard_rows` rows per split, shards.ShardWriter). Not rounded to a power
-    of two, so a bucket holds about the same number of events whatever the corpus size. Never below
-    MIN_BUCKET_EVENTS events a bucket: a limit too small for that is exceeded rather than met slowly."""
+def events_per_bucket(memory: int, workers: int, shard_rows: int = 0, n_events: int = 0) -> int:
+    """Events a bucket may hold so that `workers` buckets at a time fit in `memory` beside the pending MEDS
+    shards (up to `shard_rows` rows per split, shards.ShardWriter). Never below MIN_BUCKET_EVENTS: a limit
+    too small for that is exceeded rather than met slowly."""
     pending = len(SPLITS) * min(shard_rows, n_events) * shards.ShardWriter.BYTES_PER_ROW
-    per_bucket = max(MIN_BUCKET_EVENTS, (memory - BASE_MEMORY - pending) // (BYTES_PER_EVENT * max(1, workers)))
+    return int(max(MIN_BUCKET_EVENTS, (memory - BASE_MEMORY - pending) // (BYTES_PER_EVENT * max(1, workers))))
+
+
+def bucket_count(n_events: int, memory: int, workers: int, shard_rows: int = 0) -> int:
+    """How many buckets of at most events_per_bucket events hold n_events (at most MAX_BUCKETS). Not rounded
+    to a power of two, so a bucket holds about the same number of events whatever the corpus size."""
+    per_bucket = events_per_bucket(memory, workers, shard_rows, n_events)
     return int(min(MAX_BUCKETS, max(1, -(-n_events // per_bucket))))
 
 
+def spill_file_count(input_bytes: int, memory: int, workers: int, shard_rows: int = 0) -> int:
+    """Spill files for the parse to scatter into, before the event count is known: SPILL_FILES_PER_BUCKET per
+    bucket of the count guessed from the input size (BYTES_PER_RAW_EVENT), at most MAX_BUCKETS."""
+    guess = bucket_count(input_bytes // BYTES_PER_RAW_EVENT, memory, workers, shard_rows)
+    return int(min(MAX_BUCKETS, SPILL_FILES_PER_BUCKET * guess))
+
+
+def group_files(rows, per_bucket: int) -> list[list[int]]:
+    """Buckets as runs of consecutive spill files (rows: the events in each) of at most `per_bucket` events,
+    except a single file that holds more; empty files join their neighbours. Consecutive files are
+    consecutive subject_id ranges, so bucket order stays subject_id order."""
+    groups: list[list[int]] = []
+    held = 0
+    for f, n in enumerate(np.asarray(rows, np.int64).tolist()):
+        if not groups or (n > 0 and held > 0 and held + n > per_bucket):
+            groups.append([])
+            held = 0
+        groups[-1].append(f)
+        held += n
+    return groups
+
+
 def bucket_of(subject_ids: np.ndarray, count: int) -> np.ndarray:
-    """(n,) uint16 bucket of each subject_id in [0, 2^63): `count` equal ranges, so bucket order is id order."""
+    """(n,) uint16 bucket of each subject_id in [0, 2^63): `count` equal ranges, so bucket order is id order
+    (the numpy twin of csrc/spill.hpp bucket_of_subject)."""
     width = -(-(1 << 63) // count)  # fits int64 for count >= 2
     return (subject_ids // width).astype(np.uint16) if count > 1 else np.zeros(len(subject_ids), np.uint16)
 
@@ -204,23 +239,10 @@ def counted(items, total: int, desc: str, unit: str, enabled: bool):
                 miniters=max(1, total // 100))
 
 
-def partition(spill: Path, folder: Path, bucket_of_key: np.ndarray, n_buckets: int,
-              progress: bool = False) -> list[Path]:
-    """Scatter the spill file into n_buckets files (stable: input order is kept inside a bucket), in C++
-    (csrc/spill.cpp, GIL released); `partition_numpy` is its twin."""
-    from claimsfm.native import native
-
-    paths = [folder / f"bucket{b:04d}.bin" for b in range(n_buckets)]
-    key_bucket = np.ascontiguousarray(bucket_of_key, np.uint16)
-    with_byte_bar(lambda pr: native().partition_spill(str(spill), key_bucket, [str(p) for p in paths], pr),
-                  spill.stat().st_size, "partition", progress)
-    spill.unlink()
-    return paths
-
-
 def partition_numpy(spill: Path, folder: Path, bucket_of_key: np.ndarray, n_buckets: int,
                     progress: bool = False) -> list[Path]:
-    """The numpy twin of `partition` (tests compare the bucket files)."""
+    """Scatter a single spill file (parse_uke's `spill` mode) into bucket files by a per-key bucket table, keeping
+    input order inside each: the numpy twin of the parser's own scatter (`buckets` mode; tests compare the files)."""
     paths = [folder / f"bucket{b:04d}.bin" for b in range(n_buckets)]
     files = [open(p, "wb", buffering=1 << 16) for p in paths]
     try:
@@ -243,23 +265,26 @@ def partition_numpy(spill: Path, folder: Path, bucket_of_key: np.ndarray, n_buck
     return paths
 
 
-def bucket_table(path: Path, key_sid: np.ndarray, code_names: list, facility_names: list) -> events.EventTable:
-    """One bucket file -> its de-duplicated, sorted EventTable (as events.from_uke does for the whole corpus),
-    in C++ with the GIL released (csrc/bucket_events.cpp); `bucket_table_numpy` is its twin."""
+def bucket_table(paths: list[Path], key_sid: np.ndarray, code_names: list, facility_names: list) -> events.EventTable:
+    """A bucket (its spill files, in order) -> its de-duplicated, sorted EventTable (as events.from_uke does for
+    the whole corpus), in C++ with the GIL released (csrc/bucket_events.cpp); `bucket_table_numpy` is its twin."""
     from claimsfm.native import native
 
     rank, is_dx, once = events._name_tables(code_names)
     rule = is_dx.astype(np.uint8) | (once.astype(np.uint8) << 1)
-    c = native().bucket_events(str(path), key_sid, rank, rule, events.code_ranks(facility_names))
-    path.unlink()
+    c = native().bucket_events([str(p) for p in paths], key_sid, rank, rule, events.code_ranks(facility_names))
+    for path in paths:
+        path.unlink()
     return events.EventTable(c["subject"], c["time_us"], c["code"], code_names, c["value"], c["facility"],
                              facility_names, c["suspected"].view(bool), c["dx_start_us"])
 
 
-def bucket_table_numpy(path: Path, key_sid: np.ndarray, code_names: list, facility_names: list) -> events.EventTable:
+def bucket_table_numpy(paths: list[Path], key_sid: np.ndarray, code_names: list,
+                       facility_names: list) -> events.EventTable:
     """The numpy twin of `bucket_table` (events.raw_table: first_observations, then EventTable.sorted)."""
-    rows = np.fromfile(path, dtype=SPILL_DTYPE)
-    path.unlink()
+    rows = np.concatenate([np.fromfile(p, dtype=SPILL_DTYPE) for p in paths])
+    for path in paths:
+        path.unlink()
     return events.raw_table(key_sid, rows["key"], rows["day"], rows["code"], code_names, rows["value"],
                             rows["facility"], facility_names, rows["suspected"], rows["dx_start"])
 
@@ -296,21 +321,21 @@ class Totals:
         return {**self.unused, "static_rows_not_tokens": dict(sorted(self.unused["static_rows_not_tokens"].items()))}
 
 
-def sort_and_write(paths: list[Path], key_sid, code_names, facility_names, writer: shards.ShardWriter,
+def sort_and_write(buckets: list[list[Path]], key_sid, code_names, facility_names, writer: shards.ShardWriter,
                    store, threads: int, progress: bool) -> Totals:
-    """Prepare buckets (and their token store rows, with a data.stream.StoreWriter `store`, else None) on
-    `threads` threads (numpy, Arrow and order_events release the GIL); write them in order."""
+    """Prepare buckets (each its spill files; and their token store rows, with a data.stream.StoreWriter `store`,
+    else None) on `threads` threads (numpy, Arrow and order_events release the GIL); write them in order."""
 
     totals = Totals(len(code_names))
 
-    def prepare(path):  # all of a bucket's work that does not depend on the buckets before it
-        t = bucket_table(path, key_sid, code_names, facility_names)
+    def prepare(paths):  # all of a bucket's work that does not depend on the buckets before it
+        t = bucket_table(paths, key_sid, code_names, facility_names)
         return writer.pieces(t), (store.prepare(t) if store is not None else None), totals.part(t)
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool, bar(len(paths), "sort+write", "bucket",
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool, bar(len(buckets), "sort+write", "bucket",
                                                                        progress) as pb:
         pending = []
-        for path in paths:
-            pending.append(pool.submit(prepare, path))
+        for paths in buckets:
+            pending.append(pool.submit(prepare, paths))
             if len(pending) >= max(1, threads):  # at most `threads` buckets in memory, plus the one written
                 _write_one(*pending.pop(0).result(), writer, store, totals, pb)
         for future in pending:

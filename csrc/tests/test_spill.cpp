@@ -1,7 +1,9 @@
 // CTest: the out-of-core ingest's C++ steps on hand-made rows (argv[1] is unused), so that ASan/UBSan see
-// them: partition_spill (scatter by key, input order kept) and bucket_events (once-only rules, total order,
+// them: BucketFiles (scatter by bucket, input order kept), SHA-256 / HMAC known answers and the ASCII
+// key rule of ascii_subject_id, and bucket_events (once-only rules, total order,
 // two keys of one subject, the file and in-memory entry points, an id out of range). The numpy twins are
 // compared on random rows in tests/ingest/test_spill.py.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "bucket_events.hpp"
+#include "sha256.hpp"
 #include "spill.hpp"
 #include "uke_parser.hpp"
 
@@ -48,34 +51,75 @@ static std::vector<SpillRow> read_rows(const std::string& path) {
   return rows;
 }
 
-static void test_partition() {
-  std::vector<SpillRow> rows;
-  for (int32_t i = 0; i < 5000; ++i) rows.push_back(row(i % 7, i, 0, -1));
-  write_rows("test_spill_events.bin", rows);
-  const uint16_t bucket_of_key[] = {2, 0, 1, 2, 0, 1, 2};
+static void test_bucket_files() {
   const std::vector<std::string> paths = {"test_spill_b0.bin", "test_spill_b1.bin", "test_spill_b2.bin"};
-  const std::vector<int64_t> counts = partition_spill("test_spill_events.bin", bucket_of_key, 7, paths);
-  int64_t total = 0;
-  for (size_t b = 0; b < paths.size(); ++b) {
-    const std::vector<SpillRow> got = read_rows(paths[b]);
-    CHECK(static_cast<int64_t>(got.size()) == counts[b]);
-    total += counts[b];
-    for (size_t i = 0; i < got.size(); ++i) {
-      CHECK(bucket_of_key[got[i].key] == b);
-      if (i) CHECK(got[i].day > got[i - 1].day);  // input order kept
+  // Subject ids at the edges of 3 equal ranges of [0, 2^63): w = ceil(2^63 / 3).
+  const int64_t w = static_cast<int64_t>(((uint64_t{1} << 63) + 2) / 3);
+  CHECK(bucket_of_subject(0, 3) == 0 && bucket_of_subject(w - 1, 3) == 0 && bucket_of_subject(w, 3) == 1);
+  CHECK(bucket_of_subject(std::numeric_limits<int64_t>::max(), 3) == 2 && bucket_of_subject(12345, 1) == 0);
+  {
+    BucketFiles files(paths);
+    for (int32_t i = 0; i < 5000; ++i) files.add(static_cast<size_t>(i % 7) % 3, row(i % 7, i, 0, -1));
+    files.flush();
+    int64_t total = 0;
+    for (size_t b = 0; b < paths.size(); ++b) {
+      const std::vector<SpillRow> got = read_rows(paths[b]);
+      CHECK(static_cast<int64_t>(got.size()) == files.rows()[b]);
+      total += files.rows()[b];
+      for (size_t i = 0; i < got.size(); ++i) {
+        CHECK(static_cast<size_t>(got[i].key % 7) % 3 == b);
+        if (i) CHECK(got[i].day > got[i - 1].day);  // input order kept
+      }
     }
+    CHECK(total == 5000);
   }
-  CHECK(total == 5000);
-  const uint16_t bad[] = {0, 0, 0, 0, 0, 0, 9};
   bool threw = false;
   try {
-    partition_spill("test_spill_events.bin", bad, 7, paths);
+    BucketFiles bad({"test_spill_no_such_dir/b0.bin"});
   } catch (const std::runtime_error&) {
     threw = true;
   }
   CHECK(threw);
   for (const std::string& p : paths) std::remove(p.c_str());
-  std::remove("test_spill_events.bin");
+}
+
+static std::string hex(const Digest& d) {
+  static const char* digits = "0123456789abcdef";
+  std::string s;
+  for (uint8_t b : d) {
+    s += digits[b >> 4];
+    s += digits[b & 15];
+  }
+  return s;
+}
+
+static void test_sha256() {
+  Sha256 empty;
+  CHECK(hex(empty.digest()) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  Sha256 abc;
+  abc.update("a", 1);
+  abc.update("bc", 2);
+  CHECK(hex(abc.digest()) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  const std::string million(1000000, 'a');  // FIPS 180-2 example 3, fed in uneven pieces
+  Sha256 m;
+  for (size_t at = 0; at < million.size(); at += 997) m.update(million.data() + at, std::min<size_t>(997, million.size() - at));
+  CHECK(hex(m.digest()) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  // RFC 4231 test cases 2 and 6 (a key longer than the block).
+  CHECK(hex(HmacSha256("Jefe").mac("what do ya want for nothing?")) ==
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  CHECK(hex(HmacSha256(std::string(131, '\xaa')).mac("Test Using Larger Than Block-Size Key - Hash Key First")) ==
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+  // Keys: non-ASCII bytes are Python's to canonicalise; whitespace is stripped as str.strip() does.
+  const HmacSha256 h("salt");
+  const auto id = [&](std::string key) {  // '|' stands for the 0x1F part separator
+    std::replace(key.begin(), key.end(), '|', '\x1f');
+    return ascii_subject_id(h, key);
+  };
+  CHECK(!id("C|1234567|\x82\x50").has_value());
+  CHECK(id("C|1234567| 42\x1c") == id("C|1234567|42") && id("C|1234567| 42\t").has_value());
+  CHECK(id("N|1234567|TARO  YAMADA|19700101") == id("N|1234567|TAROYAMADA|19700101"));
+  CHECK(id("C|1234567|TARO YAMADA") != id("C|1234567|TAROYAMADA"));
+  CHECK(*id("C|1|2") >= 0 && !id("N|x").has_value());
 }
 
 static void test_bucket_events() {
@@ -105,7 +149,7 @@ static void test_bucket_events() {
   // JPPROC//A on day 12: facility rank 0 (fac 1) first, then fac 0 (rank 1) with NaN before 1.0.
   CHECK(e.value.size() == 7 && e.value[4] == 2.0f && std::isnan(e.value[5]) && e.value[6] == 1.0f);
   write_rows("test_spill_bucket.bin", rows);
-  BucketEvents f = bucket_events("test_spill_bucket.bin", tables);
+  BucketEvents f = bucket_events({"test_spill_bucket.bin"}, tables);
   CHECK(f.subject == e.subject && f.time_us == e.time_us && f.code == e.code && f.facility == e.facility &&
         f.suspected == e.suspected && f.dx_start_us == e.dx_start_us);
   std::remove("test_spill_bucket.bin");
@@ -120,7 +164,7 @@ static void test_bucket_events() {
   CHECK(threw);
   threw = false;
   try {
-    bucket_events("test_spill_missing.bin", tables);
+    bucket_events({"test_spill_bucket.bin", "test_spill_missing.bin"}, tables);
   } catch (const std::runtime_error&) {
     threw = true;
   }
@@ -128,7 +172,8 @@ static void test_bucket_events() {
 }
 
 int main() {
-  test_partition();
+  test_bucket_files();
+  test_sha256();
   test_bucket_events();
   if (failures) std::fprintf(stderr, "%d check(s) failed\n", failures);
   return failures ? 1 : 0;

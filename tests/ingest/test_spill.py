@@ -19,10 +19,16 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "uke"
 checksums = spill.output_checksums  # sha256 of every file (dataset.json without its time, format.json its path)
 
 
+def few_buckets(monkeypatch, buckets: int, files_per_bucket: int = 2) -> None:
+    """About `buckets` buckets of `files_per_bucket` spill files each, whatever the memory limit."""
+    monkeypatch.setattr(spill, "spill_file_count", lambda *a: buckets * files_per_bucket)
+    monkeypatch.setattr(spill, "events_per_bucket", lambda memory, workers, shard_rows, n: max(1, -(-n // buckets)))
+
+
 def both_ways(tmp_path, inputs, buckets, monkeypatch, **kw) -> tuple[dict, dict, dict]:
     salt = tmp_path / "salt.txt"
     salt.write_bytes(b"spill-test")
-    monkeypatch.setattr(spill, "bucket_count", lambda *a: buckets)
+    few_buckets(monkeypatch, buckets)
     sums, summaries = [], []
     kw = {"min_count": 1, **kw}
     for in_memory in (True, False):
@@ -45,10 +51,11 @@ def synth_folder(tmp_path_factory):
 
 def test_synth_corpus_identical(synth_folder, tmp_path, monkeypatch):
     ref, out, summary = both_ways(tmp_path, [synth_folder], 7, monkeypatch, shard_rows=2000, link_by="insurer")
-    assert summary["buckets"] == 7 and sum(k.startswith("data/train/") for k in out) > 2  # shards span buckets
+    assert 7 <= summary["buckets"] <= summary["spill_files"] == 14
+    assert sum(k.startswith("data/train/") for k in out) > 2  # shards span buckets
     assert any(k.startswith("truth/") for k in out) and sum(k.startswith("store/") for k in out) == 15
     assert ref == out
-    assert set(summary["stages"]) == {"parse", "pseudonymise", "partition", "sort+write", "metadata", "store"}
+    assert set(summary["stages"]) == {"parse", "sort+write", "metadata", "store"}
 
 
 def test_synth_corpus_identical_mapped_vocab(synth_folder, tmp_path, monkeypatch):
@@ -59,12 +66,12 @@ def test_synth_corpus_identical_mapped_vocab(synth_folder, tmp_path, monkeypatch
 def test_bulk_corpus_identical(tmp_path, monkeypatch):
     write_bulk(tmp_path / "bulk", mb=2, seed=1, facilities=4)
     ref, out, summary = both_ways(tmp_path, [tmp_path / "bulk"], 16, monkeypatch, shard_rows=5000)
-    assert summary["buckets"] == 16 and ref == out
+    assert 16 <= summary["buckets"] <= summary["spill_files"] == 32 and ref == out
 
 
 def test_one_bucket_and_fixtures(tmp_path, monkeypatch):
     ref, out, summary = both_ways(tmp_path, [FIXTURES / "good"], 1, monkeypatch, shard_rows=4)
-    assert summary["buckets"] == 1 and ref == out
+    assert summary["buckets"] == 1 and summary["spill_files"] == 2 and ref == out
 
 
 def test_spill_rows_equal_columns(tmp_path):
@@ -77,6 +84,63 @@ def test_spill_rows_equal_columns(tmp_path):
     for name in ("key", "day", "code", "facility", "dx_start", "value", "suspected"):
         assert np.array_equal(rows[name], cols[name], equal_nan=name == "value"), name
     assert list(spill.blob_keys(raw["keys_blob"], raw["key_offsets"])) == cols["keys"] and raw["codes"] == cols["codes"]
+
+
+def key_variants(folder: Path) -> Path:
+    """The good fixtures plus copies of the CP932 file whose chart number P0001 is written with spaces around
+    it (an ASCII key with whitespace) and in full-width letters (a non-ASCII key: NFKC makes it P0001)."""
+    import shutil
+
+    shutil.copytree(FIXTURES / "good", folder)
+    src = FIXTURES / "good" / "1312345" / "202406.UKE"
+    text = src.read_bytes().decode("cp932")
+    for name, chart in (("202407.UKE", " P0001 "), ("202408.UKE", "Ｐ０００１")):
+        (folder / "1312345" / name).write_bytes(text.replace(",P0001,", f",{chart},").encode("cp932"))
+    return folder
+
+
+@pytest.mark.parametrize("link_by", ["chart", "insurer"])
+def test_parser_buckets_match_python_twin(tmp_path, link_by):
+    """The parser's own scatter (parse_uke with `buckets`: subject_ids by C++ HMAC for ASCII keys, by
+    pseudo.canonical_key through the callback for the others) against its twin: one spill file, the key table
+    hashed by pseudo.subject_ids, then partition_numpy by spill.bucket_of. Same subject_ids, same files."""
+    from claimsfm.ingest import pseudo
+
+    paths = sorted(str(p) for p in key_variants(tmp_path / "in").rglob("*.UKE"))
+    salt, n = b"twin-salt", 5
+    (tmp_path / "cpp").mkdir()
+    (tmp_path / "py").mkdir()
+    files = [str(tmp_path / "cpp" / f"bucket{b:04d}.bin") for b in range(n)]
+    calls = []
+
+    def fallback(raw, utf8):
+        calls.append(raw)
+        return pseudo.key_subject_id(salt)(raw, utf8)
+
+    got = _native.parse_uke(paths, link_by, True, 2, None, "", files, salt, fallback)
+    ref = _native.parse_uke(paths, link_by, True, 2, None, str(tmp_path / "py" / "events.bin"))
+    keys = list(spill.blob_keys(ref["keys_blob"], ref["key_offsets"]))
+    key_sid = pseudo.subject_ids(salt, keys, ref["key_utf8"])
+    assert got["key_sid"].tolist() == key_sid.tolist() and len(key_sid) >= 3
+    assert calls == [k for k in keys if not k.isascii()] and calls  # Python sees the non-ASCII keys only, once
+    if link_by == "chart":  # the full-width chart number is the person of P0001 (the parser strips the spaces)
+        chart = [k for k in keys if b"P0001" in k or "Ｐ０００１".encode("cp932") in k]
+        assert len(chart) == 2 and len({int(key_sid[keys.index(k)]) for k in chart}) == 1
+        assert any(k.isascii() for k in keys) and len(calls) < len(keys)
+    twin = spill.partition_numpy(tmp_path / "py" / "events.bin", tmp_path / "py", spill.bucket_of(key_sid, n), n)
+    assert [Path(f).read_bytes() for f in files] == [p.read_bytes() for p in twin]
+    assert got["bucket_rows"].sum() == got["spilled"] == ref["spilled"] > 0 and (got["bucket_rows"] > 0).sum() >= 2
+
+
+def test_parser_callback_error_is_one_runtime_error(tmp_path):
+    """A failing subject_id callback stops the parse with a RuntimeError (raised after the threads join)."""
+    paths = sorted(str(p) for p in key_variants(tmp_path / "in").rglob("*.UKE"))
+
+    def broken(raw, utf8):
+        raise ValueError("no")
+
+    with pytest.raises(RuntimeError, match="subject_id"):
+        _native.parse_uke(paths, "chart", True, 2, None, "", [str(tmp_path / "b0.bin")], b"s", broken)
 
 
 def test_shard_writer_matches_write_data(tmp_path):
@@ -138,6 +202,14 @@ def test_memory_limit_and_buckets():
     assert spill.bucket_count(40 * per, limit, 3) == 40 and spill.bucket_count(10**12, limit, 3) == spill.MAX_BUCKETS
     tiny = 100 << 20  # below BASE_MEMORY: buckets of MIN_BUCKET_EVENTS, not of one event
     assert spill.bucket_count(10 * spill.MIN_BUCKET_EVENTS, tiny, 3) == 10
+    gb = 1 << 30  # 1 GiB of UKE: its guessed events, in SPILL_FILES_PER_BUCKET files per bucket of them
+    assert spill.spill_file_count(gb, limit, 3) == spill.SPILL_FILES_PER_BUCKET * spill.bucket_count(
+        gb // spill.BYTES_PER_RAW_EVENT, limit, 3) > 4
+    assert spill.spill_file_count(1 << 50, limit, 3) == spill.MAX_BUCKETS and spill.spill_file_count(0, limit, 3) == 4
+    # Runs of consecutive files up to the limit; a file above it alone; empty files join their neighbours.
+    assert spill.group_files([3, 3, 3, 3], 6) == [[0, 1], [2, 3]]
+    assert spill.group_files([2, 9, 0, 1, 0, 4], 5) == [[0], [1, 2], [3, 4, 5]]
+    assert spill.group_files([0, 0], 5) == [[0, 1]] and spill.group_files([], 5) == []
     ids = np.array([0, (1 << 63) // 3 - 1, (1 << 63) // 3 + 1, (1 << 63) - 1], np.int64)
     assert spill.bucket_of(ids, 3).tolist() == [0, 0, 1, 2] and spill.bucket_of(ids, 1).tolist() == [0, 0, 0, 0]
 
@@ -176,9 +248,11 @@ def test_bucket_table_matches_numpy(tmp_path):
     rows["suspected"] = rng.random(n) < 0.3
     out = {}
     for name, fn in (("cpp", spill.bucket_table), ("numpy", spill.bucket_table_numpy)):
-        rows.tofile(tmp_path / f"{name}.bin")
-        out[name] = fn(tmp_path / f"{name}.bin", key_sid, codes, facilities)
-        assert not (tmp_path / f"{name}.bin").exists()
+        half = len(rows) // 2  # a bucket of two spill files, read in order
+        rows[:half].tofile(tmp_path / f"{name}.bin")
+        rows[half:].tofile(tmp_path / f"{name}2.bin")
+        out[name] = fn([tmp_path / f"{name}.bin", tmp_path / f"{name}2.bin"], key_sid, codes, facilities)
+        assert not (tmp_path / f"{name}.bin").exists() and not (tmp_path / f"{name}2.bin").exists()
     a, b = out["cpp"], out["numpy"]
     assert 0 < len(a) < n and len(np.unique(a.subject)) == 399
     for name in ("subject", "time_us", "code", "facility", "suspected", "dx_start_us"):
@@ -188,7 +262,7 @@ def test_bucket_table_matches_numpy(tmp_path):
     bad["code"] = len(codes)
     bad.tofile(tmp_path / "bad.bin")
     with pytest.raises(RuntimeError, match="out of range"):
-        spill.bucket_table(tmp_path / "bad.bin", key_sid, codes, facilities)
+        spill.bucket_table([tmp_path / "bad.bin"], key_sid, codes, facilities)
 
 
 def test_store_rows_match_numpy(tmp_path):
@@ -219,26 +293,6 @@ def test_store_rows_match_numpy(tmp_path):
     assert set(a["sex"].tolist()) == {1, 2} and (a["birth_day"] >= -400).all() and (a["death_day"] >= 0).any()
 
 
-def test_partition_matches_numpy(tmp_path):
-    """csrc/spill.cpp scatters the spill into the same bucket files as the numpy twin."""
-    rng = np.random.default_rng(4)
-    rows = np.zeros(50000, spill.SPILL_DTYPE)
-    rows["key"] = rng.integers(0, 300, len(rows))
-    rows["day"] = np.arange(len(rows))
-    rows["value"] = rng.random(len(rows))
-    bucket_of_key = rng.integers(0, 16, 300).astype(np.uint16)
-    out = {}
-    for name, fn in (("cpp", spill.partition), ("numpy", spill.partition_numpy)):
-        (tmp_path / name).mkdir()
-        rows.tofile(tmp_path / name / "events.bin")
-        paths = fn(tmp_path / name / "events.bin", tmp_path / name, bucket_of_key, 16)
-        out[name] = [p.read_bytes() for p in paths]
-        assert not (tmp_path / name / "events.bin").exists()
-    assert out["cpp"] == out["numpy"] and sum(map(len, out["cpp"])) == rows.nbytes
-    first = np.frombuffer(out["cpp"][3], spill.SPILL_DTYPE)
-    assert (bucket_of_key[first["key"]] == 3).all() and (np.diff(first["day"]) > 0).all()  # input order kept
-
-
 def test_cli_stage_table_and_memory_flag(cli, tmp_path):
     out = tmp_path / "out"
     res = cli("ingest", FIXTURES / "good", "--out", out, "--min-count", "1", "--no-progress", "--memory-limit", "256M",
@@ -251,13 +305,13 @@ def test_cli_stage_table_and_memory_flag(cli, tmp_path):
 
 
 def test_progress_bars_on_every_stage(tmp_path, monkeypatch, capsys):
-    """With progress on, the out-of-core stages draw their bars (parse, pseudonymise, partition, sort+write)."""
+    """With progress on, the out-of-core stages draw their bars (parse, sort+write)."""
     from claimsfm.ingest import run
 
-    monkeypatch.setattr(spill, "bucket_count", lambda *a: 3)
+    few_buckets(monkeypatch, 3, files_per_bucket=1)
     monkeypatch.setenv("CLAIMSFM_SALT", "bars")
     summary = run(IngestConfig(inputs=[FIXTURES / "good"], out=tmp_path / "o", min_count=1, progress=True))
     err = capsys.readouterr().err
-    assert summary["buckets"] == 3 and summary["seconds"] > 0
-    for desc in ("parse UKE", "pseudonymise", "partition", "sort+write"):
+    assert 2 <= summary["buckets"] <= 3 and summary["seconds"] > 0
+    for desc in ("parse UKE", "sort+write"):
         assert desc in err, desc
