@@ -76,10 +76,18 @@ def to_arrow(t: EventTable, dictionary: bool = False) -> pa.Table:
     return table if dictionary else table.cast(SCHEMA)
 
 
+# Columns whose min/max go into the parquet footer: what readers prune row groups by (a subject or a time
+# range). On the others (code strings, values, facilities) statistics cost 30% of the write (1M-row shard of the
+# bulk corpus: 0.107 -> 0.076 s; for a dictionary column parquet finds the used entries of the whole name
+# table first) and serve no filter.
+STATISTICS_COLUMNS = ["subject_id", "time"]
+
+
 def write_shard(table: pa.Table, path: Path) -> None:
     """One MEDS data shard. Dictionary columns go into parquet's own dictionary encoding as they are; the
-    Arrow schema is not stored, so every reader sees SCHEMA's plain strings (tests/ingest/test_spill.py)."""
-    pq.write_table(table, path, store_schema=False)
+    Arrow schema is not stored, so every reader sees SCHEMA's plain strings (tests/ingest/test_spill.py);
+    statistics for STATISTICS_COLUMNS only."""
+    pq.write_table(table, path, store_schema=False, write_statistics=STATISTICS_COLUMNS)
 
 
 @dataclass

@@ -186,6 +186,9 @@ def test_shards_read_as_plain_meds_strings(tmp_path):
     meta = pq.ParquetFile(f).metadata
     assert b"ARROW:schema" not in (meta.metadata or {})
     assert "RLE_DICTIONARY" in meta.row_group(0).column(meds.SCHEMA.names.index("code")).encodings
+    stats = {meta.schema.column(i).name: meta.row_group(0).column(i).statistics for i in range(meta.num_columns)}
+    assert stats["subject_id"].min == pq.read_table(f)["subject_id"].to_numpy().min() and stats["time"].has_min_max
+    assert all(stats[name] is None for name in ("code", "facility", "numeric_value"))  # meds.STATISTICS_COLUMNS
 
 
 def test_memory_limit_and_buckets():
