@@ -163,9 +163,8 @@ def write_metadata(t: EventTable | None, out: Path, codes_table: pa.Table, info:
     meta.mkdir(parents=True, exist_ok=True)
     subjects = np.unique(t.subject) if subjects is None else subjects
     codes = splits.of(subjects) if splits is not None else split_codes(subjects)
-    names = np.asarray(SPLITS, dtype=object)[codes]
-    pq.write_table(pa.table({"subject_id": pa.array(subjects, pa.int64()),
-                             "split": pa.array(names.tolist(), pa.string())}),
+    names = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(SPLITS)).cast(pa.string())
+    pq.write_table(pa.table({"subject_id": pa.array(subjects, pa.int64()), "split": names}),
                    meta / "subject_splits.parquet")
     pq.write_table(codes_table.cast(CODES_SCHEMA), meta / "codes.parquet")
     dataset = {

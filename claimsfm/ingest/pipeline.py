@@ -225,6 +225,7 @@ def _write_uke_spilled(config: IngestConfig, work: Path, found: Inputs, salt: by
             totals = spill.sort_and_write(buckets, key_sid, code_names, facility_names, writer, streamed,
                                           config.n_threads(), config.progress)
             split_counts = writer.close()
+            spill.trim_heap()  # the buckets' free heap back to the OS before metadata/ and the store's final pass
     except BaseException:
         if streamed is not None:
             streamed.abort()
