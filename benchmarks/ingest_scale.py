@@ -11,6 +11,8 @@ built once per size under --root and deleted at the end unless --keep. Each inge
 ru_maxrss from wait4. The Python reference reads each file, decodes CP932 and splits every line on
 commas (nothing else), in this process, right after the ingests of that size. The 70 GB projection
 fits wall = a + b * GB and RSS = c + d * GB on the measured sizes of the largest thread count.
+Before each timed run the inputs are read once and dirty pages flushed (`settle`): every run, the split loop
+included, starts with the corpus in the page cache and no writeback pending.
 `--identity GB`: on that corpus, the in-memory ingest (the reference twin: write_dataset(in_memory=True) and
 build_store from its MEDS files, in a fresh process) must give the same files as the last `claimsfm ingest`
 (spill.output_checksums over data/, metadata/ and store/: a sha256 of every file).
@@ -118,6 +120,20 @@ def identity(folder: Path, ingested: Path, ref: Path, threads: int) -> dict:
             "in_memory_wall_s": round(wall, 2), "in_memory_peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
 
 
+def settle(files: list[Path]) -> float:
+    """Flush dirty pages (the previous run's outputs) and read every input file once, so that each timed run
+    starts alike: the inputs in the page cache, no writeback pending. On this machine's virtual disk a cold
+    read of 2 GB took 6-10 s and the page cache kept only part of the corpora between runs, which made
+    the parse stage of single runs 3-8x slower in wall time at unchanged CPU time. Returns the read seconds."""
+    os.sync()
+    t0 = time.perf_counter()
+    for f in files:
+        with open(f, "rb") as fh:
+            while fh.read(1 << 24):
+                pass
+    return time.perf_counter() - t0
+
+
 def python_split(files: list[Path]) -> float:
     """The bare Python reference: read, decode CP932, split lines and fields. Returns wall seconds."""
     t0 = time.perf_counter()
@@ -181,10 +197,13 @@ def main() -> None:
             files = corpus(args.root, gb)
             mb = sum(f.stat().st_size for f in files) / 1e6
             row = {"gb": gb, "mb": round(mb, 1), "files": len(files), "load_avg_1m_before": os.getloadavg()[0]}
+            row["first_read_s"] = round(settle(files), 2)
             for t in threads:
+                settle(files)
                 r = ingest_rss(files[0].parents[1], args.root / "out", t, args.memory_limit)
                 r["mb_per_s"] = round(mb / r["wall_s"], 1)
                 row[f"ingest_{t}t"] = r
+            settle(files)
             py = python_split(files)
             row["python_split_s"] = round(py, 2)
             row["python_split_mb_per_s"] = round(mb / py, 1)
