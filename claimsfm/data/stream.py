@@ -9,6 +9,7 @@ byte (tests/ingest/test_spill.py).
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -122,7 +123,7 @@ class StoreWriter:
             self.months += [int(p["months"][0]), int(p["months"][1])]
 
     def close(self, per_code: np.ndarray, meds_dir: Path, min_count: int, code_level: str, source: str,
-              progress: bool = False) -> None:
+              progress: bool = False, threads: int = 1) -> None:
         """Vocabulary, final code ids and tokens, .npy headers, vocab/codes/format.json.
         `per_code` (n_codes,) rows per parser code over all splits; `meds_dir` holds metadata/codes.parquet."""
         parents = _load_parents(meds_dir)
@@ -140,7 +141,7 @@ class StoreWriter:
         train = Counter({(self.code_names[c >> 1], bool(c & 1)): k for c, k in zip(nonzero, counts)})
         vocab = _make_vocab(train, parents, code_level, min_count)
         plain, suspected = _token_tables(code_names, vocab, parents, code_level)
-        self._final_pass(final, plain, suspected, progress)
+        self._final_pass(final, plain, suspected, progress, threads)
         lengths = {"subjects": self.n_subjects, "offsets": self.n_subjects + 1, "events": self.n_events}
         for name, (dtype, kind) in F.ARRAYS.items():
             f = self.files.pop(name)
@@ -155,25 +156,49 @@ class StoreWriter:
                          code_level, min_count, (min(self.months, default=None), max(self.months, default=None)),
                          source)
 
-    def _final_pass(self, final: np.ndarray, plain: np.ndarray, suspected: np.ndarray, progress: bool) -> None:
-        """Parser code ids -> final code ids, and the token of each event, CHUNK events at a time."""
+    def _final_pass(self, final: np.ndarray, plain: np.ndarray, suspected: np.ndarray, progress: bool,
+                    threads: int = 1) -> None:
+        """Parser code ids -> final code ids, and the token of each event, CHUNK events at a time on `threads`
+        threads (chunks are independent: positional reads and writes, numpy and the I/O release the GIL)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         from tqdm import tqdm
 
         for name in ("code", "flags", "token"):
             self.files[name].flush()
-        chunks = range(0, self.n_events, CHUNK)
+        token_fd = self.files["token"].fileno()
         with open(self.folder / "code.npy", "r+b") as code_f, open(self.folder / "flags.npy", "rb") as flag_f:
-            for lo in tqdm(chunks, desc="store: tokens", unit="chunk", disable=not progress, leave=False):
+            code_fd, flag_fd = code_f.fileno(), flag_f.fileno()
+
+            def one(lo: int) -> None:
                 k = min(CHUNK, self.n_events - lo)
-                code_f.seek(HEADER + 4 * lo)
-                code = final[np.fromfile(code_f, np.int32, k)]
-                flag_f.seek(HEADER + lo)
-                susp = (np.fromfile(flag_f, np.uint8, k) & F.FLAG_SUSPECTED) != 0
-                code_f.seek(HEADER + 4 * lo)
-                code_f.write(code.tobytes())
-                self.files["token"].write(np.where(susp, suspected[code], plain[code]).astype(np.int32).tobytes())
+                code = final[np.frombuffer(_pread(code_fd, 4 * k, HEADER + 4 * lo), np.int32)]
+                susp = (np.frombuffer(_pread(flag_fd, k, HEADER + lo), np.uint8) & F.FLAG_SUSPECTED) != 0
+                _pwrite(code_fd, code.tobytes(), HEADER + 4 * lo)
+                _pwrite(token_fd, np.where(susp, suspected[code], plain[code]).astype(np.int32).tobytes(),
+                        HEADER + 4 * lo)
+
+            chunks = range(0, self.n_events, CHUNK)
+            with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+                for _ in tqdm(pool.map(one, chunks), total=len(chunks), desc="store: tokens", unit="chunk",
+                              disable=not progress, leave=False):
+                    pass
 
     def abort(self) -> None:
         for f in self.files.values():
             f.close()
         self.files = {}
+
+
+def _pread(fd: int, n: int, at: int) -> bytes:
+    data = os.pread(fd, n, at)
+    if len(data) != n:
+        raise ClaimsfmError(f"store: short read at byte {at} (the store folder changed during ingest?)")
+    return data
+
+
+def _pwrite(fd: int, data: bytes, at: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, at)
+        view, at = view[n:], at + n

@@ -148,7 +148,7 @@ def write_dataset(config: IngestConfig, work: Path, found: Inputs | None = None,
         with stages("store"):
             try:
                 streamed.close(written["per_code"], work, config.min_count, config.code_level,
-                               str(Path(config.out).resolve()), config.progress)
+                               str(Path(config.out).resolve()), config.progress, config.n_threads())
             finally:
                 streamed.abort()
     accounting = {"files_read": int(stats.get("files", len(found.files)) - stats.get("files_rejected", 0)),

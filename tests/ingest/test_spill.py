@@ -64,6 +64,9 @@ def test_synth_corpus_identical_mapped_vocab(synth_folder, tmp_path, monkeypatch
 
 
 def test_bulk_corpus_identical(tmp_path, monkeypatch):
+    from claimsfm.data import stream
+
+    monkeypatch.setattr(stream, "CHUNK", 4096)  # the store's final pass in many chunks, on 2 threads
     write_bulk(tmp_path / "bulk", mb=2, seed=1, facilities=4)
     ref, out, summary = both_ways(tmp_path, [tmp_path / "bulk"], 16, monkeypatch, shard_rows=5000)
     assert 16 <= summary["buckets"] <= summary["spill_files"] == 32 and ref == out
