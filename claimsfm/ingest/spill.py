@@ -231,14 +231,6 @@ def with_byte_bar(fn, total: int, desc: str, enabled: bool):
     return result["value"]
 
 
-def counted(items, total: int, desc: str, unit: str, enabled: bool):
-    """`items` with a progress bar (for the Python loops between the native stages)."""
-    from tqdm import tqdm
-
-    return tqdm(items, total=total, desc=desc, unit=unit, unit_scale=True, disable=not enabled, leave=False,
-                miniters=max(1, total // 100))
-
-
 def partition_numpy(spill: Path, folder: Path, bucket_of_key: np.ndarray, n_buckets: int,
                     progress: bool = False) -> list[Path]:
     """Scatter a single spill file (parse_uke's `spill` mode) into bucket files by a per-key bucket table, keeping
