@@ -46,7 +46,8 @@ class UkeResult(TypedDict):
     dx_start: npt.NDArray[np.int32]   # (R,) 診療開始日 of a diagnosis, INT32_MIN otherwise
     codes: list[str]                  # code id -> MEDS code
     keys: list[bytes]                 # key id -> patient key bytes (file encoding; never written out); absent
-    #                                   with `spill`, which returns keys_blob: bytes and key_offsets (n+1,) int64
+    #                                   with `spill`, which returns keys_blob: bytes and key_offsets (n+1,) int64,
+    #                                   and with `buckets`, which returns no keys (key_sid instead)
     key_utf8: npt.NDArray[np.uint8]   # key id -> 1 UTF-8, 0 CP932
     facilities: list[str]             # facility id -> 7-digit facility code
     rejects: list[tuple[int, int, str, bytes]]  # (file index, line (0 = whole file), reason, masked line)

@@ -36,7 +36,9 @@ void keys_blob(py::dict& d, std::vector<std::string>&& keys) {
   d["key_offsets"] = to_numpy(std::move(offsets));
 }
 
-py::dict uke_result(claimsfm::UkeResult&& r, bool blob) {
+enum class Keys { list, blob, none };
+
+py::dict uke_result(claimsfm::UkeResult&& r, Keys keys_as) {
   py::dict d;
   d["key"] = to_numpy(std::move(r.events.key));
   d["day"] = to_numpy(std::move(r.events.day));
@@ -46,9 +48,9 @@ py::dict uke_result(claimsfm::UkeResult&& r, bool blob) {
   d["suspected"] = to_numpy(std::move(r.events.suspected));
   d["dx_start"] = to_numpy(std::move(r.events.dx_start));
   d["codes"] = py::cast(r.codes);
-  if (blob) {
+  if (keys_as == Keys::blob) {
     keys_blob(d, std::move(r.keys));
-  } else {
+  } else if (keys_as == Keys::list) {
     py::list keys;
     for (const std::string& k : r.keys) keys.append(py::bytes(k));
     d["keys"] = keys;
@@ -102,7 +104,8 @@ py::dict parse_uke(const std::vector<std::string>& paths, const std::string& lin
     r = claimsfm::parse_uke_files(paths, opt, progress ? &progress->bytes : nullptr, spill,
                                   buckets.empty() ? nullptr : &spec);
   }
-  return uke_result(std::move(r), !spill.empty() || !buckets.empty());
+  // With buckets the keys have done their work (key_sid): they never reach Python.
+  return uke_result(std::move(r), !buckets.empty() ? Keys::none : !spill.empty() ? Keys::blob : Keys::list);
 }
 
 py::dict parse_csv(const std::string& path, int threads, bool skip_bad) {
@@ -193,7 +196,7 @@ void bind_ingest(py::module_& m) {
         "Parse UKE files into raw event columns (see csrc/uke_parser.hpp); with `spill`, the events go to "
         "that file as SpillRow records, the columns come back empty and the keys as keys_blob + key_offsets; "
         "with `buckets` (and the salt, and subject_id(raw_key, utf8) for non-ASCII keys) each event goes to "
-        "the file of its subject_id range and key_sid / bucket_rows come back.");
+        "the file of its subject_id range and key_sid / bucket_rows come back instead of the keys.");
   m.def("parse_csv", &parse_csv, py::arg("path"), py::arg("threads") = 1,
         py::arg("skip_bad") = false, "Parse a subject_id,time,code[,numeric_value] CSV.");
   m.def("sort_events", &sort_events, py::arg("subject"), py::arg("time_us"), py::arg("packed"), py::arg("value"),

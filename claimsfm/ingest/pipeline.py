@@ -204,8 +204,6 @@ def _write_uke_spilled(config: IngestConfig, work: Path, found: Inputs, salt: by
             raw = parse_uke_with_progress([str(f) for f in found.files], config, buckets=files, salt=salt)
             rejects = _skipped(found) + _uke_rejects(config, found.files, raw)
             key_sid = raw.pop("key_sid")
-            for name in ("keys_blob", "key_offsets"):
-                raw.pop(name)
             facility_names = [pseudo.facility_label(salt, f) for f in raw["facilities"]]
             spill.trim_heap()
         _check_events(config, found, raw["spilled"], rejects)

@@ -125,6 +125,7 @@ def test_parser_buckets_match_python_twin(tmp_path, link_by):
     keys = list(spill.blob_keys(ref["keys_blob"], ref["key_offsets"]))
     key_sid = pseudo.subject_ids(salt, keys, ref["key_utf8"])
     assert got["key_sid"].tolist() == key_sid.tolist() and len(key_sid) >= 3
+    assert not {"keys", "keys_blob", "key_offsets"} & set(got)  # with buckets no patient key reaches Python
     assert calls == [k for k in keys if not k.isascii()] and calls  # Python sees the non-ASCII keys only, once
     if link_by == "chart":  # the full-width chart number is the person of P0001 (the parser strips the spaces)
         chart = [k for k in keys if b"P0001" in k or "Ｐ０００１".encode("cp932") in k]
