@@ -199,8 +199,8 @@ def _write_uke_spilled(config: IngestConfig, work: Path, found: Inputs, salt: by
         workers = config.n_threads() + 1
         with stages("parse"):
             input_bytes = sum(os.path.getsize(f) for f in found.files)
-            files = [folder / f"bucket{b:04d}.bin"
-                     for b in range(spill.spill_file_count(input_bytes, memory, workers, config.shard_rows))]
+            n_files = min(spill.spill_file_count(input_bytes, memory, workers, config.shard_rows), spill.file_budget())
+            files = [folder / f"bucket{b:04d}.bin" for b in range(n_files)]
             raw = parse_uke_with_progress([str(f) for f in found.files], config, buckets=files, salt=salt)
             rejects = _skipped(found) + _uke_rejects(config, found.files, raw)
             key_sid = raw.pop("key_sid")

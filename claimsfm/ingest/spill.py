@@ -141,6 +141,29 @@ def spill_file_count(input_bytes: int, memory: int, workers: int, shard_rows: in
     return int(min(MAX_BUCKETS, SPILL_FILES_PER_BUCKET * guess))
 
 
+RESERVED_FDS = 64  # descriptors kept free beside the spill files: the input files being read, Python's own
+
+
+def file_budget() -> int:
+    """Spill files the parse may hold open at once: the soft RLIMIT_NOFILE less RESERVED_FDS, after raising the
+    soft limit towards the hard one (a common default of 1,024 would cap a corpus of a few GB). At most
+    MAX_BUCKETS; at least 1 (fewer files than wanted make larger buckets, not a failure)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = MAX_BUCKETS + RESERVED_FDS
+    if soft != resource.RLIM_INFINITY and soft < want:
+        raised = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return MAX_BUCKETS
+    return int(max(1, min(MAX_BUCKETS, soft - RESERVED_FDS)))
+
+
 def group_files(rows, per_bucket: int) -> list[list[int]]:
     """Buckets as runs of consecutive spill files (rows: the events in each) of at most `per_bucket` events,
     except a single file that holds more; empty files join their neighbours. Consecutive files are

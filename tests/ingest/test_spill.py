@@ -72,6 +72,13 @@ def test_bulk_corpus_identical(tmp_path, monkeypatch):
     assert 16 <= summary["buckets"] <= summary["spill_files"] == 32 and ref == out
 
 
+def test_file_budget_caps_the_spill_files(synth_folder, tmp_path, monkeypatch):
+    """Fewer spill files than wanted (a low open-file limit): larger buckets, the same files."""
+    monkeypatch.setattr(spill, "file_budget", lambda: 5)
+    ref, out, summary = both_ways(tmp_path, [synth_folder], 8, monkeypatch, shard_rows=2000)
+    assert summary["spill_files"] == 5 and summary["buckets"] <= 5 and ref == out
+
+
 def test_one_bucket_and_fixtures(tmp_path, monkeypatch):
     ref, out, summary = both_ways(tmp_path, [FIXTURES / "good"], 1, monkeypatch, shard_rows=4)
     assert summary["buckets"] == 1 and summary["spill_files"] == 2 and ref == out
@@ -219,6 +226,26 @@ def test_memory_limit_and_buckets():
     assert spill.group_files([0, 0], 5) == [[0, 1]] and spill.group_files([], 5) == []
     ids = np.array([0, (1 << 63) // 3 - 1, (1 << 63) // 3 + 1, (1 << 63) - 1], np.int64)
     assert spill.bucket_of(ids, 3).tolist() == [0, 0, 1, 2] and spill.bucket_of(ids, 1).tolist() == [0, 0, 0, 0]
+
+
+def test_file_budget_follows_the_open_file_limit(monkeypatch):
+    """The spill files fit under RLIMIT_NOFILE: the soft limit is raised towards the hard one first, and a limit
+    that cannot be raised caps the file count (larger buckets) instead of failing the parse."""
+    import resource
+
+    calls = []
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 8192))
+    monkeypatch.setattr(resource, "setrlimit", lambda which, limits: calls.append(limits))
+    assert spill.file_budget() == spill.MAX_BUCKETS and calls == [(spill.MAX_BUCKETS + spill.RESERVED_FDS, 8192)]
+
+    def refuse(which, limits):
+        raise ValueError("not allowed")
+
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (256, 256))
+    monkeypatch.setattr(resource, "setrlimit", refuse)
+    assert spill.file_budget() == 256 - spill.RESERVED_FDS
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (40, 40))
+    assert spill.file_budget() == 1
 
 
 def test_native_sort_matches_numpy():
