@@ -290,9 +290,12 @@ def parse_uke_with_progress(paths: list[str], config: IngestConfig, spill_path: 
     _native = native()
     total = sum(os.path.getsize(p) for p in paths)
     hasher = pseudo.key_subject_id(salt) if buckets else None
-    return spill.with_byte_bar(lambda progress: _native.parse_uke(
-        paths, config.link_by, config.on_error == "raise", config.n_threads(), progress, str(spill_path or ""),
-        [str(b) for b in buckets], salt, hasher), total, "parse UKE", config.progress)
+    try:
+        return spill.with_byte_bar(lambda progress: _native.parse_uke(
+            paths, config.link_by, config.on_error == "raise", config.n_threads(), progress, str(spill_path or ""),
+            [str(b) for b in buckets], salt, hasher), total, "parse UKE", config.progress)
+    except RuntimeError as exc:  # the C++ side: a spill file that cannot be created or written (disk full)
+        raise ClaimsfmError(f"ingest: {exc}") from None
 
 
 def _read_meds(folders: list[Path], time_range: str):

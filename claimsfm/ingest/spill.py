@@ -287,7 +287,10 @@ def bucket_table(paths: list[Path], key_sid: np.ndarray, code_names: list, facil
 
     rank, is_dx, once = events._name_tables(code_names)
     rule = is_dx.astype(np.uint8) | (once.astype(np.uint8) << 1)
-    c = native().bucket_events([str(p) for p in paths], key_sid, rank, rule, events.code_ranks(facility_names))
+    try:
+        c = native().bucket_events([str(p) for p in paths], key_sid, rank, rule, events.code_ranks(facility_names))
+    except RuntimeError as exc:  # an unreadable or damaged spill file
+        raise ClaimsfmError(f"ingest: {exc}") from None
     for path in paths:
         path.unlink()
     return events.EventTable(c["subject"], c["time_us"], c["code"], code_names, c["value"], c["facility"],
@@ -395,7 +398,7 @@ def remove_spill(work: Path) -> None:
     if not folder.is_dir():
         return
     for f in folder.iterdir():
-        if f.name == "events.bin" or (f.name.startswith("bucket") and f.suffix == ".bin"):
+        if (f.name == "events.bin" or (f.name.startswith("bucket") and f.suffix == ".bin")) and f.is_file():
             f.unlink(missing_ok=True)
     try:
         folder.rmdir()

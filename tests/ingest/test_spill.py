@@ -79,6 +79,25 @@ def test_file_budget_caps_the_spill_files(synth_folder, tmp_path, monkeypatch):
     assert summary["spill_files"] == 5 and summary["buckets"] <= 5 and ref == out
 
 
+def test_spill_file_error_is_one_error(tmp_path, monkeypatch):
+    """A spill file that cannot be created (a folder in its place) stops the ingest with a ClaimsfmError (the
+    CLI's one line and exit 2) naming it, not a traceback, and leaves no output folder."""
+    from claimsfm.ingest import run
+
+    made = spill.spill_folder
+
+    def blocked(work):
+        folder = made(work)
+        (folder / "bucket0000.bin").mkdir(exist_ok=True)
+        return folder
+
+    monkeypatch.setattr(spill, "spill_folder", blocked)
+    monkeypatch.setenv("CLAIMSFM_SALT", "blocked")
+    with pytest.raises(ClaimsfmError, match=r"cannot create the spill file .*bucket0000\.bin"):
+        run(IngestConfig(inputs=[FIXTURES / "good"], out=tmp_path / "o", min_count=1, progress=False))
+    assert not (tmp_path / "o").exists()
+
+
 def test_one_bucket_and_fixtures(tmp_path, monkeypatch):
     ref, out, summary = both_ways(tmp_path, [FIXTURES / "good"], 1, monkeypatch, shard_rows=4)
     assert summary["buckets"] == 1 and summary["spill_files"] == 2 and ref == out
@@ -295,7 +314,7 @@ def test_bucket_table_matches_numpy(tmp_path):
     bad = rows[:1].copy()
     bad["code"] = len(codes)
     bad.tofile(tmp_path / "bad.bin")
-    with pytest.raises(RuntimeError, match="out of range"):
+    with pytest.raises(ClaimsfmError, match="out of range"):
         spill.bucket_table([tmp_path / "bad.bin"], key_sid, codes, facilities)
 
 
