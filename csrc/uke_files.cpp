@@ -77,9 +77,8 @@ struct Merger {
     const EventColumns& s = f.events;
     if (buckets) {
       for (size_t i = 0; i < s.size(); ++i) {
-        const int32_t key = key_map[s.key[i]];
-        buckets->add(key_bucket[key], SpillRow{key, s.day[i], code_map[s.code[i]], fac_map[s.facility[i]],
-                                               s.dx_start[i], s.value[i], s.suspected[i], {0, 0, 0}});
+        const SpillRow row = spill_row(s, i, code_map, key_map, fac_map);
+        buckets->add(key_bucket[row.key], row);
       }
       out.spilled += static_cast<int64_t>(s.size());
     } else if (spill) {
@@ -92,13 +91,17 @@ struct Merger {
     f = FileResult();  // free the file's memory as soon as it is merged
   }
 
+  // Event i of a file as a SpillRow with global ids.
+  static SpillRow spill_row(const EventColumns& s, size_t i, const std::vector<int32_t>& code_map,
+                            const std::vector<int32_t>& key_map, const std::vector<int32_t>& fac_map) {
+    return SpillRow{key_map[s.key[i]], s.day[i], code_map[s.code[i]], fac_map[s.facility[i]], s.dx_start[i],
+                    s.value[i], s.suspected[i], {0, 0, 0}};
+  }
+
   void write_spill(const EventColumns& s, const std::vector<int32_t>& code_map, const std::vector<int32_t>& key_map,
                    const std::vector<int32_t>& fac_map) {
     std::vector<SpillRow> rows(s.size());
-    for (size_t i = 0; i < s.size(); ++i) {
-      rows[i] = SpillRow{key_map[s.key[i]], s.day[i], code_map[s.code[i]], fac_map[s.facility[i]], s.dx_start[i],
-                         s.value[i], s.suspected[i], {0, 0, 0}};
-    }
+    for (size_t i = 0; i < s.size(); ++i) rows[i] = spill_row(s, i, code_map, key_map, fac_map);
     if (!rows.empty() && std::fwrite(rows.data(), sizeof(SpillRow), rows.size(), spill) != rows.size()) {
       throw std::runtime_error("cannot write the spill file (disk full?)");
     }
