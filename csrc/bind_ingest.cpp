@@ -95,7 +95,9 @@ py::dict parse_uke(const std::vector<std::string>& paths, const std::string& lin
     try {
       return subject_id(py::bytes(key), utf8).cast<int64_t>();
     } catch (py::error_already_set& e) {
-      throw std::runtime_error(std::string("subject_id: ") + e.what());
+      // The exception's type only: its message or traceback could quote the patient key.
+      throw std::runtime_error("subject_id: the pseudonymisation callback raised " +
+                               py::str(e.type().attr("__name__")).cast<std::string>());
     }
   };
   claimsfm::UkeResult r;

@@ -163,14 +163,16 @@ def test_parser_buckets_match_python_twin(tmp_path, link_by):
 
 
 def test_parser_callback_error_is_one_runtime_error(tmp_path):
-    """A failing subject_id callback stops the parse with a RuntimeError (raised after the threads join)."""
+    """A failing subject_id callback stops the parse with a RuntimeError (raised after the threads join) that
+    names the exception's type but not its message, which could quote the patient key."""
     paths = sorted(str(p) for p in key_variants(tmp_path / "in").rglob("*.UKE"))
 
     def broken(raw, utf8):
-        raise ValueError("no")
+        raise ValueError(f"no {raw!r}")
 
-    with pytest.raises(RuntimeError, match="subject_id"):
+    with pytest.raises(RuntimeError, match="subject_id") as err:
         _native.parse_uke(paths, "chart", True, 2, None, "", [str(tmp_path / "b0.bin")], b"s", broken)
+    assert "ValueError" in str(err.value) and "1312345" not in str(err.value)  # no key in the message
 
 
 def test_shard_writer_matches_write_data(tmp_path):
