@@ -32,8 +32,9 @@ class BucketFiles {
  private:
   void write_out(size_t bucket);
   std::vector<std::string> paths_;
+  size_t buf_rows_;  // rows buffered per file (buffer_rows in spill.cpp)
   std::vector<int> fds_;
-  std::vector<std::vector<SpillRow>> buf_;  // a few hundred rows per bucket, allocated on first use
+  std::vector<std::vector<SpillRow>> buf_;  // up to buf_rows_ rows per file, allocated on first use
   std::vector<int64_t> rows_;
 };
 
