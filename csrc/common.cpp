@@ -1,5 +1,8 @@
 #include "common.hpp"
 
+#include <cstddef>
+#include <vector>
+
 namespace claimsfm {
 
 int32_t days_from_civil(int32_t y, int32_t m, int32_t d) {
@@ -32,10 +35,33 @@ int32_t days_in_month(int32_t y, int32_t m) {
   return kDays[m - 1];
 }
 
-int32_t month_index_of_day(int32_t z) {
+namespace {
+
+int32_t month_index_by_arithmetic(int32_t z) {
   int32_t y, m, d;
   civil_from_days(z, y, m, d);
   return y * 12 + (m - 1);
+}
+
+// month_index_of_day for the days of 1900-01-01 .. 2099-12-31 (the default --time-range), by table: the store
+// build asks it for every event whose day differs from the one before (0.4 CPU-s at 2 GB of UKE by arithmetic).
+constexpr int32_t kTableFirstDay = -25567;  // 1900-01-01
+constexpr int32_t kTableDays = 73049;       // to 2099-12-31
+
+const std::vector<int32_t>& month_table() {
+  static const std::vector<int32_t> table = [] {
+    std::vector<int32_t> t(kTableDays);
+    for (int32_t i = 0; i < kTableDays; ++i) t[i] = month_index_by_arithmetic(kTableFirstDay + i);
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace
+
+int32_t month_index_of_day(int32_t z) {
+  const int64_t i = int64_t{z} - kTableFirstDay;
+  return i >= 0 && i < kTableDays ? month_table()[static_cast<std::size_t>(i)] : month_index_by_arithmetic(z);
 }
 
 uint64_t splitmix64(uint64_t x) {

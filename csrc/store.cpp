@@ -158,7 +158,7 @@ StoreRows store_rows(const int64_t* subject, const int64_t* time_us, const int32
   r.value.resize(k);
   for (int64_t j = 0; j < k; ++j) {
     const int64_t e = order[j], i = ev[e];
-    r.code[j] = code[i];
+    r.code[j] = rank[e];
     r.day[j] = day[e];
     r.visit[j] = visit[e];
     r.flags[j] = static_cast<uint8_t>((suspected[i] ? flag_suspected : 0) | (visit_inpatient[e] ? flag_inpatient : 0));

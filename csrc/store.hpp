@@ -24,12 +24,13 @@ void order_events(const int64_t* subject, const int32_t* day, const int32_t* fac
 // (INT64_MIN = no time), code (parser id), facility (-1 = none), suspected (0/1), value; per code its rank in
 // sorted order, per facility its rank; the parser ids of MEDS_BIRTH, MEDS_DEATH and the inpatient visit (-1 =
 // absent), and sex codes with their `sex` values (a later pair wins). Events are the dated rows other than
-// birth, ordered and numbered into visits by order_events; flags are flag_suspected | flag_inpatient.
+// birth, ordered and numbered into visits by order_events; flags are flag_suspected | flag_inpatient; each
+// event's code is written as its code's rank (which is the store's final code id when every code has events).
 struct StoreRows {
   std::vector<int64_t> ids, counts;                 // per subject (m,)
   std::vector<int32_t> birth_day, death_day;        // per subject, -1 = unknown
   std::vector<int8_t> sex;                          // per subject, 0 = unknown
-  std::vector<int32_t> code, day, visit;            // per event (k,), in store order
+  std::vector<int32_t> code, day, visit;            // per event (k,), in store order; code: its rank
   std::vector<uint8_t> flags;
   std::vector<float> value;
   int32_t day_min = 0, day_max = -1;               // over the events (day_max < day_min: none)

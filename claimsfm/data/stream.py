@@ -2,9 +2,10 @@
 
 The streaming twin of `build.build`, which reads the MEDS shards back twice: buckets arrive as sorted
 EventTables over increasing subject_id ranges, which is the store's subject order, so every array is
-appended to its `.npy` file. What needs the whole dataset waits for `close()`: the vocabulary (train
-counts), the final code ids (codes seen at all, in sorted order) and the token array, written in one
-chunked pass. Memory is bounded by a bucket and a chunk; the files equal `build.build`'s byte for
+appended to its `.npy` file, each event's code as its code's rank among the parser's codes. What needs
+the whole dataset waits for `close()`: the vocabulary (train counts) and the token array, written in one
+chunked pass; the final code ids are the codes seen at all, in sorted order, which are the ranks already
+written unless some parser code has no events (then the same pass rewrites the codes). Memory is bounded by a bucket and a chunk; the files equal `build.build`'s byte for
 byte (tests/ingest/test_spill.py).
 """
 from __future__ import annotations
@@ -58,7 +59,7 @@ class StoreWriter:
             self.files[name] = f
         self.files["offsets"].write(np.zeros(1, np.int64).tobytes())
         self.n_subjects = self.n_events = 0
-        self.train = np.zeros(2 * len(code_names), np.int64)  # (code, suspected) -> train events
+        self.train = np.zeros(2 * len(code_names), np.int64)  # (code rank, suspected) -> train events
         self.months: list[int] = []
 
     def prepare(self, t) -> dict:
@@ -88,7 +89,7 @@ class StoreWriter:
         sid, day, code = inverse[ev], day_all[ev], t.code[ev]
         fac = t.facility[ev]
         fac = np.where(fac >= 0, self.fac_rank[np.maximum(fac, 0)] if len(self.fac_rank) else 0, -1).astype(np.int32)
-        rank = self.code_rank[code].astype(np.int32)  # order_events compares codes: any monotone id will do
+        rank = self.code_rank[code].astype(np.int32)  # what order_events compares, and the code written
         o, visit, inp = native().order_events(sid.astype(np.int64), day, fac, rank,
                                               (code == self.inpatient).astype(np.uint8), m)
         susp = t.suspected[ev]
@@ -97,9 +98,9 @@ class StoreWriter:
         train = ev & (split[inverse] == TRAIN)
         out = {"subject_ids": ids, "split": split, "sex": np.zeros(m, np.int8),
                "counts": np.bincount(sid, minlength=m).astype(np.int64),
-               "code": code[o].astype(np.int32), "day": day[o], "visit": visit[o], "flags": flags[o],
+               "code": rank[o], "day": day[o], "visit": visit[o], "flags": flags[o],
                "value": t.value[ev][o].astype(np.float32),
-               "train": np.bincount(t.code[train] * 2 + t.suspected[train], minlength=len(self.train)),
+               "train": np.bincount(self.code_rank[t.code[train]] * 2 + t.suspected[train], minlength=len(self.train)),
                "months": tuple(F.month_of_day([day.min(), day.max()])) if len(day) else None}  # monotone in day
         for name, cid in (("birth_day", self.birth), ("death_day", self.death)):
             rows = (t.code == cid) & dated
@@ -111,11 +112,14 @@ class StoreWriter:
         return out
 
     def append(self, p: dict) -> None:
+        def put(name: str, values: np.ndarray, dtype) -> None:  # the array's own buffer when it has the dtype
+            self.files[name].write(np.ascontiguousarray(values, dtype).data)
+
         for name in ("subject_ids", "split", "birth_day", "sex", "death_day"):
-            self.files[name].write(p[name].astype(F.ARRAYS[name][0]).tobytes())
-        self.files["offsets"].write((self.n_events + np.cumsum(p["counts"])).astype(np.int64).tobytes())
+            put(name, p[name], F.ARRAYS[name][0])
+        put("offsets", self.n_events + np.cumsum(p["counts"]), np.int64)
         for name in ("code", "day", "visit", "flags", "value"):
-            self.files[name].write(p[name].astype(F.EVENT_ARRAYS[name][0]).tobytes())
+            put(name, p[name], F.EVENT_ARRAYS[name][0])
         self.n_subjects += len(p["subject_ids"])
         self.n_events += int(p["counts"].sum())
         self.train += p["train"]
@@ -133,12 +137,17 @@ class StoreWriter:
         seen = np.flatnonzero(per_code > 0)
         names = [self.code_names[i] for i in seen.tolist()]
         code_names = sorted(names)
-        index = {name: i for i, name in enumerate(code_names)}
-        final = np.full(len(self.code_names), -1, np.int32)
-        final[seen] = np.fromiter((index[name] for name in names), np.int32, len(names))
+        by_rank = [""] * len(self.code_names)  # parser code names in rank order (the ranks written as codes)
+        for name, r in zip(self.code_names, self.code_rank.tolist()):
+            by_rank[r] = name
+        final = None  # every parser code has events: its rank is its final id, nothing to rewrite
+        if len(seen) < len(self.code_names):
+            index = {name: i for i, name in enumerate(code_names)}
+            final = np.full(len(self.code_names), -1, np.int32)  # rank -> final code id
+            final[self.code_rank[seen]] = np.fromiter((index[name] for name in names), np.int32, len(names))
         nonzero = np.flatnonzero(self.train).tolist()  # plain ints: no numpy scalar per code
         counts = self.train[nonzero].tolist()
-        train = Counter({(self.code_names[c >> 1], bool(c & 1)): k for c, k in zip(nonzero, counts)})
+        train = Counter({(by_rank[c >> 1], bool(c & 1)): k for c, k in zip(nonzero, counts)})
         vocab = _make_vocab(train, parents, code_level, min_count)
         plain, suspected = _token_tables(code_names, vocab, parents, code_level)
         self._final_pass(final, plain, suspected, progress, threads)
@@ -156,10 +165,11 @@ class StoreWriter:
                          code_level, min_count, (min(self.months, default=None), max(self.months, default=None)),
                          source)
 
-    def _final_pass(self, final: np.ndarray, plain: np.ndarray, suspected: np.ndarray, progress: bool,
+    def _final_pass(self, final: np.ndarray | None, plain: np.ndarray, suspected: np.ndarray, progress: bool,
                     threads: int = 1) -> None:
-        """Parser code ids -> final code ids, and the token of each event, CHUNK events at a time on `threads`
-        threads (chunks are independent: positional reads and writes, numpy and the I/O release the GIL)."""
+        """The token of each event (and with `final`, code ranks -> final code ids), CHUNK events at a time on
+        `threads` threads (chunks are independent: positional reads and writes, numpy and the I/O release the
+        GIL)."""
         from concurrent.futures import ThreadPoolExecutor
 
         from tqdm import tqdm
@@ -167,14 +177,17 @@ class StoreWriter:
         for name in ("code", "flags", "token"):
             self.files[name].flush()
         token_fd = self.files["token"].fileno()
-        with open(self.folder / "code.npy", "r+b") as code_f, open(self.folder / "flags.npy", "rb") as flag_f:
+        with (open(self.folder / "code.npy", "rb" if final is None else "r+b") as code_f,
+              open(self.folder / "flags.npy", "rb") as flag_f):
             code_fd, flag_fd = code_f.fileno(), flag_f.fileno()
 
             def one(lo: int) -> None:
                 k = min(CHUNK, self.n_events - lo)
-                code = final[np.frombuffer(_pread(code_fd, 4 * k, HEADER + 4 * lo), np.int32)]
+                code = np.frombuffer(_pread(code_fd, 4 * k, HEADER + 4 * lo), np.int32)
                 susp = (np.frombuffer(_pread(flag_fd, k, HEADER + lo), np.uint8) & F.FLAG_SUSPECTED) != 0
-                _pwrite(code_fd, code.tobytes(), HEADER + 4 * lo)
+                if final is not None:
+                    code = final[code]
+                    _pwrite(code_fd, code.tobytes(), HEADER + 4 * lo)
                 _pwrite(token_fd, np.where(susp, suspected[code], plain[code]).astype(np.int32).tobytes(),
                         HEADER + 4 * lo)
 

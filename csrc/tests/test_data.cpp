@@ -109,7 +109,7 @@ static void test_store_rows() {
   CHECK((r.ids == std::vector<int64_t>{3, 9}) && (r.counts == std::vector<int64_t>{2, 1}));
   CHECK(r.sex[0] == 2 && r.sex[1] == 1);  // SEX//F (the later pair) wins although its row comes first
   CHECK(r.birth_day[0] == 5 && r.birth_day[1] == 7 && r.death_day[0] == -1);
-  CHECK((r.day == std::vector<int32_t>{-2, 5, 7}) && (r.code == std::vector<int32_t>{3, 4, 4}));
+  CHECK((r.day == std::vector<int32_t>{-2, 5, 7}) && (r.code == std::vector<int32_t>{1, 0, 0}));  // ranks
   CHECK((r.flags == std::vector<uint8_t>{2, 1, 0}) && r.value[0] == 2.5f && r.day_min == -2 && r.day_max == 7);
   bool threw = false;
   try {

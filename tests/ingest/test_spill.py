@@ -103,6 +103,32 @@ def test_one_bucket_and_fixtures(tmp_path, monkeypatch):
     assert summary["buckets"] == 1 and summary["spill_files"] == 2 and ref == out
 
 
+def test_store_with_a_code_without_events(synth_folder, tmp_path, monkeypatch):
+    """A parser code that no kept event uses: the streamed store's codes are ranks among all parser codes, so its
+    final pass rewrites them into the ids of the codes seen (the rest of the time it has nothing to rewrite)."""
+    from claimsfm.data import stream
+    from claimsfm.ingest import pipeline
+
+    parse = pipeline.parse_uke_with_progress
+
+    def with_unused_code(*args, **kw):
+        raw = parse(*args, **kw)
+        raw["codes"] = list(raw["codes"]) + ["JPDRUG//000000000"]  # sorts before every drug code: ranks shift
+        return raw
+
+    rewrites = []
+    final_pass = stream.StoreWriter._final_pass
+
+    def recorded(self, final, *args, **kw):
+        rewrites.append(final is not None)
+        return final_pass(self, final, *args, **kw)
+
+    monkeypatch.setattr(pipeline, "parse_uke_with_progress", with_unused_code)
+    monkeypatch.setattr(stream.StoreWriter, "_final_pass", recorded)
+    ref, out, _ = both_ways(tmp_path, [synth_folder], 3, monkeypatch, shard_rows=2000)
+    assert rewrites == [True] and ref == out
+
+
 def test_spill_rows_equal_columns(tmp_path):
     """The C++ spill file holds exactly the columns parse_uke returns without one."""
     paths = sorted(str(p) for p in (FIXTURES / "good").rglob("*.UKE"))
