@@ -1,6 +1,7 @@
 // Reading UKE files from disk, parsing them on a pool of std::threads and merging the per-file
 // results in input order, so the output does not depend on the thread count.
 #include <algorithm>
+#include <condition_variable>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -163,8 +164,38 @@ UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOption
   }
   Merger merger{out, {}, {}, {}, {}, spill.get(), bucket_spec, buckets.get(), {}};
   std::exception_ptr error;  // a spill write failure, re-thrown after the threads have joined
-  std::mutex merge_mutex;
-  size_t merged = 0;  // files [0, merged) are in `out`; guarded by merge_mutex
+  // Files are merged in input order by whichever thread holds the merger role; the others keep parsing
+  // instead of queueing behind it (a blocking merge left one of two threads idle for a fifth of the
+  // parse). A thread waits only when more than kBacklog finished files per thread wait to be merged.
+  constexpr size_t kBacklog = 2;
+  std::mutex state_mutex;  // guards done, merged, merging, error
+  std::condition_variable merged_more;
+  size_t merged = 0;       // files [0, merged) are in `out`
+  bool merging = false;
+  const int threads = std::max(1, std::min<int>(opt.threads, static_cast<int>(n)));
+  auto merge_ready = [&](std::unique_lock<std::mutex>& lock) {  // called with the lock held, returns with it
+    merging = true;
+    while (merged < n && done[merged] && !error) {
+      const size_t i = merged;
+      lock.unlock();
+      std::exception_ptr failure;
+      try {
+        merger.add(results[i]);
+      } catch (...) {
+        failure = std::current_exception();
+      }
+      lock.lock();
+      if (failure) {
+        error = failure;
+        failed.store(true);
+      } else {
+        ++merged;
+      }
+      merged_more.notify_all();
+    }
+    merging = false;
+    merged_more.notify_all();
+  };
   auto worker = [&] {
     std::string buf;
     for (size_t i; (i = next.fetch_add(1)) < n;) {
@@ -181,21 +212,19 @@ UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOption
         if (!results[i].rejects.empty()) failed.store(true);
         if (bytes_done) bytes_done->fetch_add(static_cast<int64_t>(buf.size()));
       }
-      // Merge finished files in input order as soon as possible, so that at most about one
-      // file's events per thread wait outside the output.
-      std::lock_guard<std::mutex> lock(merge_mutex);
+      std::unique_lock<std::mutex> lock(state_mutex);
       done[i] = 1;
-      for (; merged < n && done[merged] && !error; ++merged) {
-        try {
-          merger.add(results[merged]);
-        } catch (...) {
-          error = std::current_exception();
-          failed.store(true);
-        }
+      if (!merging) {
+        merge_ready(lock);
+      } else {  // the merging thread will take this file; go on parsing unless too many wait
+        merged_more.wait(lock, [&] { return !merging || error || i < merged + kBacklog * threads; });
+        if (!merging) merge_ready(lock);
       }
     }
+    std::unique_lock<std::mutex> lock(state_mutex);  // the last files: merged by a thread that is not merging now
+    merged_more.wait(lock, [&] { return !merging; });
+    merge_ready(lock);
   };
-  const int threads = std::max(1, std::min<int>(opt.threads, static_cast<int>(n)));
   std::vector<std::thread> pool;
   for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
   worker();

@@ -5,8 +5,8 @@ EventTables over increasing subject_id ranges, which is the store's subject orde
 appended to its `.npy` file, each event's code as its code's rank among the parser's codes. What needs
 the whole dataset waits for `close()`: the vocabulary (train counts) and the token array, written in one
 chunked pass; the final code ids are the codes seen at all, in sorted order, which are the ranks already
-written unless some parser code has no events (then the same pass rewrites the codes). Memory is bounded by a bucket and a chunk; the files equal `build.build`'s byte for
-byte (tests/ingest/test_spill.py).
+written unless some parser code has no events (then the same pass rewrites the codes). Memory is
+bounded by a bucket and a chunk; the files equal `build.build`'s byte for byte (tests/ingest/test_spill.py).
 """
 from __future__ import annotations
 
@@ -69,9 +69,8 @@ class StoreWriter:
                                 self.code_rank, self.fac_rank, self.birth, self.death, self.inpatient, self.sex,
                                 F.FLAG_SUSPECTED, F.FLAG_INPATIENT)
         r["split"] = self.splits.of(r["subject_ids"]).astype(np.uint8)
-        train = np.repeat(r["split"] == TRAIN, r["counts"])
-        susp = (r["flags"][train] & F.FLAG_SUSPECTED) != 0
-        r["train"] = np.bincount(r["code"][train].astype(np.int64) * 2 + susp, minlength=len(self.train))
+        pair = (r["code"] << 1) | ((r["flags"] & F.FLAG_SUSPECTED) != 0)  # int32: (code rank, suspected)
+        r["train"] = np.bincount(pair[np.repeat(r["split"] == TRAIN, r["counts"])], minlength=len(self.train))
         lo, hi = r.pop("day_range")
         r["months"] = tuple(F.month_of_day([lo, hi])) if hi >= lo else None
         return r

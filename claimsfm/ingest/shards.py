@@ -45,13 +45,19 @@ class ShardWriter:
     def pieces(self, t: EventTable) -> list:
         """A piece's rows of each split, with their subject starts: (split code, EventTable, starts) for the
         non-empty splits. Reads no state, so worker threads call it; `add_pieces` then appends in order."""
-        codes = self.splits.of(t.subject) if self.splits is not None else split_codes(t.subject)
+        s = t.subject  # sorted: a split per subject, looked up once per subject and not once per row
+        if not len(s):
+            return []
+        first = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+        counts = np.diff(np.r_[first, len(s)])
+        per_subject = self.splits.of(s[first]) if self.splits is not None else split_codes(s[first])
+        codes = np.repeat(per_subject, counts)
         out = []
         for code in range(len(SPLITS)):
-            rows = np.flatnonzero(codes == code)
-            if len(rows):
-                sub = t.subject[rows]
-                out.append((code, t.take(rows), np.flatnonzero(np.r_[True, sub[1:] != sub[:-1]])))
+            mine = per_subject == code
+            if mine.any():
+                starts = np.cumsum(counts[mine]) - counts[mine]  # where each of its subjects starts in the piece
+                out.append((code, t.take(np.flatnonzero(codes == code)), starts))
         return out
 
     def add_pieces(self, pieces: list) -> None:
