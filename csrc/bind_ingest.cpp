@@ -196,7 +196,7 @@ void bind_ingest(py::module_& m) {
         py::arg("progress") = nullptr, py::arg("spill") = "", py::arg("buckets") = std::vector<std::string>{},
         py::arg("salt") = py::bytes(""), py::arg("subject_id") = py::none(),
         "Parse UKE files into raw event columns (see csrc/uke_parser.hpp); with `spill`, the events go to "
-        "that file as SpillRow records, the columns come back empty and the keys as keys_blob + key_offsets; "
+        "that file as spill records (csrc/spill.hpp), the columns come back empty and the keys as keys_blob + key_offsets; "
         "with `buckets` (and the salt, and subject_id(raw_key, utf8) for non-ASCII keys) each event goes to "
         "the file of its subject_id range and key_sid / bucket_rows come back instead of the keys.");
   m.def("parse_csv", &parse_csv, py::arg("path"), py::arg("threads") = 1,

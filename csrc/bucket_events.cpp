@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "spill.hpp"
 #include "uke_parser.hpp"
 
 namespace claimsfm {
@@ -21,18 +22,24 @@ int64_t day_us(int32_t day) {
   return day == std::numeric_limits<int32_t>::min() ? std::numeric_limits<int64_t>::min() : day * kUsPerDay;
 }
 
-// Calls fn(rows, count) for each chunk of the files' rows, file after file (a small buffer, reused: the
-// files are read twice rather than held, since the grouped copy is all the sort needs).
-template <typename Fn>
-void each_chunk(const std::vector<std::string>& paths, Fn&& fn) {
-  std::vector<SpillRow> chunk(1 << 15);
+// Calls emit(row) for each row of the files (decoded from their SpillRecords), file after file, reading
+// through a small buffer (reused: the files are read twice rather than held, since the grouped copy is all
+// the sort needs; reading a bucket whole into a fresh buffer instead was slower and raised the peak RSS).
+template <typename Emit>
+void each_row(const std::vector<std::string>& paths, Emit&& emit) {
+  std::vector<SpillRecord> chunk(1 << 15);
   for (const std::string& path : paths) {
     std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
     if (!f) throw std::runtime_error("cannot open " + path);
+    SpillDecoder decoder;
     size_t got = 0;
-    while ((got = std::fread(chunk.data(), 1, chunk.size() * sizeof(SpillRow), f.get())) > 0) {
-      if (got % sizeof(SpillRow) != 0) throw std::runtime_error(path + ": not a whole number of spill rows");
-      fn(chunk.data(), static_cast<int64_t>(got / sizeof(SpillRow)));
+    while ((got = std::fread(chunk.data(), 1, chunk.size() * sizeof(SpillRecord), f.get())) > 0) {
+      if (got % sizeof(SpillRecord) != 0) throw std::runtime_error(path + ": not a whole number of spill records");
+      try {
+        decoder.feed(chunk.data(), got / sizeof(SpillRecord), emit);
+      } catch (const std::runtime_error& e) {
+        throw std::runtime_error(path + ": " + e.what());
+      }
     }
     if (std::ferror(f.get())) throw std::runtime_error("cannot read " + path);
   }
@@ -67,20 +74,18 @@ BucketEvents bucket_events_of(Each&& each, const BucketTables& t) {
   std::vector<int32_t> local(static_cast<size_t>(t.n_keys), -1), keys;
   std::vector<int64_t> key_rows;
   int64_t n = 0;
-  each([&](const SpillRow* rows, int64_t count) {
-    for (int64_t i = 0; i < count; ++i, ++n) {
-      const SpillRow& r = rows[i];
-      if (r.key < 0 || r.key >= t.n_keys || r.code < 0 || r.code >= t.n_codes || r.facility < -1 ||
-          r.facility >= t.n_facilities) {
-        throw std::runtime_error("spill row " + std::to_string(n) + ": a key, code or facility id out of range");
-      }
-      if (local[r.key] < 0) {
-        local[r.key] = static_cast<int32_t>(keys.size());
-        keys.push_back(r.key);
-        key_rows.push_back(0);
-      }
-      ++key_rows[local[r.key]];
+  each([&](const SpillRow& r) {
+    if (r.key < 0 || r.key >= t.n_keys || r.code < 0 || r.code >= t.n_codes || r.facility < -1 ||
+        r.facility >= t.n_facilities) {
+      throw std::runtime_error("spill row " + std::to_string(n) + ": a key, code or facility id out of range");
     }
+    if (local[r.key] < 0) {
+      local[r.key] = static_cast<int32_t>(keys.size());
+      keys.push_back(r.key);
+      key_rows.push_back(0);
+    }
+    ++key_rows[local[r.key]];
+    ++n;
   });
   // Subjects: the keys ordered by subject_id (two keys may share one, e.g. full-width digits).
   std::vector<int32_t> by_sid(keys.size());
@@ -104,9 +109,7 @@ BucketEvents bucket_events_of(Each&& each, const BucketTables& t) {
   std::vector<SpillRow> grouped(static_cast<size_t>(n));
   {
     std::vector<int64_t> fill(start.begin(), start.end() - 1);
-    each([&](const SpillRow* rows, int64_t count) {
-      for (int64_t i = 0; i < count; ++i) grouped[fill[local[rows[i].key]]++] = rows[i];
-    });
+    each([&](const SpillRow& r) { grouped[fill[local[r.key]]++] = r; });
   }
   const size_t m = sids.size();
   std::vector<uint8_t> drop;
@@ -161,11 +164,11 @@ BucketEvents bucket_events_of(Each&& each, const BucketTables& t) {
 }  // namespace
 
 BucketEvents bucket_events(const std::vector<std::string>& paths, const BucketTables& tables) {
-  return bucket_events_of([&](auto&& fn) { each_chunk(paths, fn); }, tables);
+  return bucket_events_of([&](auto&& emit) { each_row(paths, emit); }, tables);
 }
 
 BucketEvents bucket_events(const SpillRow* rows, int64_t n, const BucketTables& tables) {
-  return bucket_events_of([&](auto&& fn) { fn(rows, n); }, tables);
+  return bucket_events_of([&](auto&& emit) { std::for_each(rows, rows + n, emit); }, tables);
 }
 
 }  // namespace claimsfm

@@ -13,18 +13,18 @@
 namespace claimsfm {
 
 namespace {
-// Rows buffered per file before a write(): kBufferBytes over all files, kMinBufRows..kMaxBufRows a file.
-// Each write() into ext4's page cache has a fixed cost (inode and block bookkeeping); at 2 GB of UKE on 2 threads
-// (484 files) 256-row writes (7 KiB) took the parse stage to 13.0 / 14.0 CPU-s, 2,048-row ones (56 KiB) to
-// 10.5 / 10.6 (alternating runs); 8,192 rows gained nothing more and held 90 MB more.
+// Bytes buffered per file before a write(): kBufferBytes over all files, 7..56 KiB a file. Each write() into
+// ext4's page cache has a fixed cost (inode and block bookkeeping); at 2 GB of UKE on 2 threads (484 files)
+// 7 KiB writes took the parse stage to 13.0 / 14.0 CPU-s, 56 KiB ones to 10.5 / 10.6 (alternating runs);
+// 224 KiB gained nothing more and held 90 MB more.
 constexpr size_t kBufferBytes = size_t{32} << 20;
-constexpr size_t kMinBufRows = 256, kMaxBufRows = 2048;
+constexpr size_t kMinBufBytes = size_t{7} << 10, kMaxBufBytes = size_t{56} << 10;
 
-size_t buffer_rows(size_t n_files) {
-  const size_t rows = kBufferBytes / (std::max<size_t>(n_files, 1) * sizeof(SpillRow));
-  return std::clamp(rows, kMinBufRows, kMaxBufRows);
+size_t buffer_records(size_t n_files) {
+  const size_t bytes = std::clamp(kBufferBytes / std::max<size_t>(n_files, 1), kMinBufBytes, kMaxBufBytes);
+  return bytes / sizeof(SpillRecord);
 }
-}
+}  // namespace
 
 size_t bucket_of_subject(int64_t subject_id, size_t n_buckets) {
   if (n_buckets <= 1) return 0;
@@ -33,7 +33,8 @@ size_t bucket_of_subject(int64_t subject_id, size_t n_buckets) {
 }
 
 BucketFiles::BucketFiles(const std::vector<std::string>& paths)
-    : paths_(paths), buf_rows_(buffer_rows(paths.size())), buf_(paths.size()), rows_(paths.size(), 0) {
+    : paths_(paths), buf_records_(buffer_records(paths.size())), buf_(paths.size()), context_(paths.size()),
+      rows_(paths.size(), 0) {
   fds_.reserve(paths.size());
   for (const std::string& p : paths) {
     const int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -52,17 +53,17 @@ BucketFiles::~BucketFiles() {
 }
 
 void BucketFiles::add(size_t b, const SpillRow& row) {
-  std::vector<SpillRow>& buf = buf_[b];
-  if (buf.capacity() == 0) buf.reserve(buf_rows_);
-  buf.push_back(row);
+  std::vector<SpillRecord>& buf = buf_[b];
+  if (buf.capacity() == 0) buf.reserve(buf_records_);
+  encode_spill(row, context_[b], [&](const SpillRecord& r) { buf.push_back(r); });
   ++rows_[b];
-  if (buf.size() == buf_rows_) write_out(b);
+  if (buf.size() + 2 > buf_records_) write_out(b);  // room for the next row's two records
 }
 
 void BucketFiles::write_out(size_t b) {
-  std::vector<SpillRow>& buf = buf_[b];
+  std::vector<SpillRecord>& buf = buf_[b];
   const char* p = reinterpret_cast<const char*>(buf.data());
-  size_t left = buf.size() * sizeof(SpillRow);
+  size_t left = buf.size() * sizeof(SpillRecord);
   while (left > 0) {
     const ssize_t put = ::write(fds_[b], p, left);
     if (put < 0 && errno == EINTR) continue;
@@ -79,7 +80,7 @@ void BucketFiles::write_out(size_t b) {
 void BucketFiles::flush() {
   for (size_t b = 0; b < buf_.size(); ++b) {
     if (!buf_[b].empty()) write_out(b);
-    std::vector<SpillRow>().swap(buf_[b]);
+    std::vector<SpillRecord>().swap(buf_[b]);
   }
 }
 

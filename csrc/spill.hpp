@@ -5,12 +5,73 @@
 // Plain C++17, no Python.
 #pragma once
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "uke_parser.hpp"
+
 namespace claimsfm {
 
-struct SpillRow;
+// On disk a spill file is a sequence of 16-byte SpillRecords (claimsfm/ingest/spill.py SPILL_RECORD, the numpy
+// twins encode_spill / decode_spill): a context record {key, kSpillContext, facility, 0} opens each run of
+// events of one patient key and facility, then one event record {day, code | suspected << 31, dx_start, value}
+// per event. The events of one receipt share a key and a facility, so a file holds ~17 bytes per event
+// against 28 for whole SpillRows (bulk corpus: 17.8 events per context), which is what the parse writes to
+// the page cache and sort+write reads back.
+struct SpillRecord {
+  int32_t a;   // context: key; event: day
+  uint32_t b;  // context: kSpillContext; event: code | suspected << 31
+  int32_t c;   // context: facility; event: dx_start
+  float d;     // context: 0; event: value (its bits as they are, NaN included)
+};
+static_assert(sizeof(SpillRecord) == 16, "SpillRecord layout is shared with claimsfm/ingest/spill.py");
+constexpr uint32_t kSpillContext = 0xFFFFFFFFu;
+constexpr uint32_t kSpillSuspected = 0x80000000u;
+
+// The key and facility of the last record encoded into one file.
+struct SpillContext {
+  int32_t key = 0, facility = 0;
+  bool open = false;
+};
+
+// push(record) for `r`: a context record first when its key or facility differs from the last row of the file.
+template <class Push>
+inline void encode_spill(const SpillRow& r, SpillContext& ctx, Push&& push) {
+  if (r.code < 0 || static_cast<uint32_t>(r.code) >= kSpillSuspected - 1) {
+    throw std::runtime_error("spill: code id " + std::to_string(r.code) + " out of range");
+  }
+  if (!ctx.open || r.key != ctx.key || r.facility != ctx.facility) {
+    push(SpillRecord{r.key, kSpillContext, r.facility, 0.0f});
+    ctx = {r.key, r.facility, true};
+  }
+  push(SpillRecord{r.day, static_cast<uint32_t>(r.code) | (r.suspected ? kSpillSuspected : 0u), r.dx_start, r.value});
+}
+
+// The rows of one file's records, fed in order (in chunks); emit(row) per event. Throws std::runtime_error on
+// an event record before any context record (a damaged file).
+class SpillDecoder {
+ public:
+  template <class Emit>
+  void feed(const SpillRecord* recs, size_t n, Emit&& emit) {
+    for (size_t i = 0; i < n; ++i) {
+      const SpillRecord& x = recs[i];
+      if (x.b == kSpillContext) {
+        key_ = x.a;
+        facility_ = x.c;
+        open_ = true;
+        continue;
+      }
+      if (!open_) throw std::runtime_error("an event record before any context record");
+      emit(SpillRow{key_, x.a, static_cast<int32_t>(x.b & ~kSpillSuspected), facility_, x.c, x.d,
+                    static_cast<uint8_t>((x.b & kSpillSuspected) != 0), {0, 0, 0}});
+    }
+  }
+
+ private:
+  int32_t key_ = 0, facility_ = 0;
+  bool open_ = false;
+};
 
 // Bucket b of n holds the subject_ids in [b * w, (b + 1) * w), w = ceil(2^63 / n): bucket order is
 // subject_id order (spill.bucket_of is the numpy twin).
@@ -25,16 +86,17 @@ class BucketFiles {
   BucketFiles& operator=(const BucketFiles&) = delete;
 
   size_t size() const { return fds_.size(); }
-  void add(size_t bucket, const SpillRow& row);  // buffered; throws when a write fails (disk full)
+  void add(size_t bucket, const SpillRow& row);  // encoded and buffered; throws when a write fails (disk full)
   void flush();                                  // everything buffered to the files; throws on failure
-  const std::vector<int64_t>& rows() const { return rows_; }  // rows added per bucket
+  const std::vector<int64_t>& rows() const { return rows_; }  // events (not records) added per bucket
 
  private:
   void write_out(size_t bucket);
   std::vector<std::string> paths_;
-  size_t buf_rows_;  // rows buffered per file (buffer_rows in spill.cpp)
+  size_t buf_records_;  // records buffered per file (buffer_records in spill.cpp)
   std::vector<int> fds_;
-  std::vector<std::vector<SpillRow>> buf_;  // up to buf_rows_ rows per file, allocated on first use
+  std::vector<std::vector<SpillRecord>> buf_;  // up to buf_records_ per file, allocated on first use
+  std::vector<SpillContext> context_;
   std::vector<int64_t> rows_;
 };
 

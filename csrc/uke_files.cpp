@@ -40,7 +40,8 @@ struct Merger {
   // both over out.keys.
   FlatTableIds keys_utf8, keys_cp932;
   std::unordered_map<std::string, int32_t> facilities;
-  std::FILE* spill = nullptr;  // events go here as SpillRow records instead of into out.events
+  std::FILE* spill = nullptr;  // events go here as SpillRecords (spill.hpp) instead of into out.events
+  SpillContext spill_context;  // of that file
   const SpillBuckets* spec = nullptr;  // or into these bucket files, by subject_id
   BucketFiles* buckets = nullptr;
   std::vector<uint32_t> key_bucket;    // global key id -> bucket (with `buckets`)
@@ -101,12 +102,17 @@ struct Merger {
 
   void write_spill(const EventColumns& s, const std::vector<int32_t>& code_map, const std::vector<int32_t>& key_map,
                    const std::vector<int32_t>& fac_map) {
-    std::vector<SpillRow> rows(s.size());
-    for (size_t i = 0; i < s.size(); ++i) rows[i] = spill_row(s, i, code_map, key_map, fac_map);
-    if (!rows.empty() && std::fwrite(rows.data(), sizeof(SpillRow), rows.size(), spill) != rows.size()) {
+    std::vector<SpillRecord> records;
+    records.reserve(s.size() + s.size() / 8);
+    for (size_t i = 0; i < s.size(); ++i) {
+      encode_spill(spill_row(s, i, code_map, key_map, fac_map), spill_context,
+                   [&](const SpillRecord& r) { records.push_back(r); });
+    }
+    if (!records.empty() &&
+        std::fwrite(records.data(), sizeof(SpillRecord), records.size(), spill) != records.size()) {
       throw std::runtime_error("cannot write the spill file (disk full?)");
     }
-    out.spilled += static_cast<int64_t>(rows.size());
+    out.spilled += static_cast<int64_t>(s.size());
   }
 
   void append(const EventColumns& s, const std::vector<int32_t>& code_map, const std::vector<int32_t>& key_map,
@@ -162,7 +168,7 @@ UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOption
     spill.reset(std::fopen(spill_path.c_str(), "wb"));
     if (!spill) throw std::runtime_error("cannot create the spill file " + spill_path);
   }
-  Merger merger{out, {}, {}, {}, {}, spill.get(), bucket_spec, buckets.get(), {}};
+  Merger merger{out, {}, {}, {}, {}, spill.get(), {}, bucket_spec, buckets.get(), {}};
   std::exception_ptr error;  // a spill write failure, re-thrown after the threads have joined
   // Files are merged in input order by whichever thread holds the merger role; the others keep parsing
   // instead of queueing behind it (a blocking merge left one of two threads idle for a fifth of the

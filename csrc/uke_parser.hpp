@@ -84,8 +84,9 @@ struct UkeResult {
   std::vector<int64_t> bucket_rows;     // rows written to each bucket file (SpillBuckets only)
 };
 
-// The out-of-core ingest's spill (claimsfm/ingest/spill.py): every event goes, as a SpillRow, into the
-// file of its subject_id range (spill.hpp bucket_of_subject), in input order inside each file.
+// The out-of-core ingest's spill (claimsfm/ingest/spill.py): every event goes, encoded as spill records
+// (spill.hpp SpillRecord), into the file of its subject_id range (spill.hpp bucket_of_subject), in input
+// order inside each file.
 struct SpillBuckets {
   std::vector<std::string> paths;  // one file per bucket, in subject_id order
   // The subject_id of a new patient key (its bytes, and whether its file is UTF-8): called once per
@@ -93,9 +94,9 @@ struct SpillBuckets {
   std::function<int64_t(const std::string& key, bool utf8)> subject_id;
 };
 
-// One event as the out-of-core ingest spills it to disk (claimsfm/ingest/spill.py reads the same
-// layout as a numpy structured dtype, SPILL_DTYPE): global ids, little-endian, 28 bytes, no padding
-// left uninitialised.
+// One spilled event with global ids, as spill.hpp encodes it into SpillRecords and decodes it back
+// (claimsfm/ingest/spill.py SPILL_DTYPE is the same layout: little-endian, 28 bytes, no padding left
+// uninitialised).
 struct SpillRow {
   int32_t key, day, code, facility, dx_start;
   float value;
@@ -105,7 +106,7 @@ static_assert(sizeof(SpillRow) == 28, "SpillRow layout is shared with claimsfm/i
 
 FileResult parse_uke_buffer(std::string_view data, int32_t file_index, const UkeOptions& opt);
 // Parse files in parallel (opt.threads). `bytes_done` (may be null) is advanced as files finish.
-// With a `spill_path`, events are appended there as SpillRow records (input order, as they would
+// With a `spill_path`, events are appended there as SpillRecords (input order, as they would
 // be in `events`) and `events` stays empty: memory is bounded by the files being parsed plus the
 // key, code and facility tables. With `buckets` instead, each key gets its subject_id as it is first
 // merged and each event goes to its bucket file (key_sid and bucket_rows filled). Throws

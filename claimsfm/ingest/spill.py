@@ -3,11 +3,12 @@
 Stages (each timed, each with a progress bar):
   parse      C++ parser on --threads. As each file is merged (in input order), every new patient key
              gets its subject_id (HMAC-SHA256 in C++ for ASCII keys, csrc/sha256.hpp; pseudo.py's
-             NFKC rules through a callback for the others) and every event goes, as a SpillRow record
-             (28 bytes, csrc/uke_parser.hpp), into the spill file of its subject_id range: equal
-             ranges of [0, 2^63), so the files are even (subject_id is a keyed hash) and file order is
-             subject_id order. There are more files than buckets (SPILL_FILES_PER_BUCKET), since the
-             event count is known only afterwards; then facilities get their labels.
+             NFKC rules through a callback for the others) and every event goes, as a 16-byte record
+             (csrc/spill.hpp SpillRecord, after a context record for each run of one key and facility),
+             into the spill file of its subject_id range: equal ranges of [0, 2^63), so the files are
+             even (subject_id is a keyed hash) and file order is subject_id order. There are more files
+             than buckets (SPILL_FILES_PER_BUCKET), since the event count is known only afterwards; then
+             facilities get their labels.
   sort+write each bucket (consecutive spill files holding about events_per_bucket events) on its own:
              the once-only rules and the total sort of events.py, then the rows go to
              shards.ShardWriter, which cuts the same shards write_data cuts from the whole table.
@@ -30,11 +31,17 @@ from claimsfm.errors import ClaimsfmError
 from claimsfm.ingest import events, meds, shards
 from claimsfm.splits import SPLITS
 
-# The numpy twin of csrc SpillRow (28 bytes, little-endian). The pad is a field so that numpy copies
-# whole rows (a dtype with gaps may leave them uninitialised in a copy, and the bucket files would differ).
+# The numpy twin of csrc SpillRow (28 bytes, little-endian): a spill file's rows once decoded. The pad is a field
+# so that numpy copies whole rows (a dtype with gaps may leave them uninitialised in a copy).
 SPILL_DTYPE = np.dtype({"names": ["key", "day", "code", "facility", "dx_start", "value", "suspected", "pad"],
                         "formats": ["<i4", "<i4", "<i4", "<i4", "<i4", "<f4", "u1", "V3"],
                         "offsets": [0, 4, 8, 12, 16, 20, 24, 25], "itemsize": 28})
+# On disk: 16-byte records (csrc/spill.hpp SpillRecord), seen here as 4 little-endian int32 words. A context
+# record (word 1 == SPILL_CONTEXT) carries the key and facility of the event records after it; an event record
+# is day, code | suspected << 31, dx_start, value bits.
+SPILL_RECORD = np.dtype("<i4")
+SPILL_RECORD_WORDS = 4
+SPILL_CONTEXT = -1  # 0xFFFFFFFF as int32
 # Bytes of RAM reserved per raw event of a bucket in flight (the spill row, the EventTable, the sort
 # permutations, the store rows). Conservative: on the bulk corpus the measured peak stays near half of
 # --memory-limit (0.4 GB: 485 MB, 2 GB: 528 MB at the 1 GiB default, 2 threads).
@@ -50,7 +57,6 @@ SPILL_FILES_PER_BUCKET = 4  # spill files per bucket of the event count guessed 
 #                             buckets can be cut close to events_per_bucket once the count is known
 BYTES_PER_RAW_EVENT = 24  # the guess of the input bytes per parsed event (also csrc/uke_files.cpp reserve_events):
 #                           low, so that the guess errs towards more, smaller spill files
-CHUNK_ROWS = 1 << 21      # spill rows read at a time by partition_numpy (56 MB)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
 
@@ -254,28 +260,64 @@ def with_byte_bar(fn, total: int, desc: str, enabled: bool):
     return result["value"]
 
 
-def partition_numpy(spill: Path, folder: Path, bucket_of_key: np.ndarray, n_buckets: int,
-                    progress: bool = False) -> list[Path]:
+def encode_spill(rows: np.ndarray) -> np.ndarray:
+    """The records of one spill file holding `rows` (SPILL_DTYPE, in file order): the numpy twin of
+    csrc/spill.hpp encode_spill (a context record wherever the key or facility changes, and first)."""
+    n = len(rows)
+    key, fac = rows["key"], rows["facility"]
+    new = np.ones(n, bool)
+    new[1:] = (key[1:] != key[:-1]) | (fac[1:] != fac[:-1])
+    out = np.zeros((n + int(new.sum()), SPILL_RECORD_WORDS), SPILL_RECORD)
+    at = np.arange(n) + np.cumsum(new)  # each event's record; its context record (if any) just before it
+    ctx = at[new] - 1
+    out[ctx, 0], out[ctx, 1], out[ctx, 2] = key[new], SPILL_CONTEXT, fac[new]
+    word1 = rows["code"].astype(np.uint32) | (rows["suspected"].astype(np.uint32) << np.uint32(31))
+    out[at, 0], out[at, 1], out[at, 2] = rows["day"], word1.view(np.int32), rows["dx_start"]
+    out[at, 3] = np.ascontiguousarray(rows["value"]).view(np.int32)
+    return out
+
+
+def decode_spill(records: np.ndarray, name: str = "spill file") -> np.ndarray:
+    """(n, 4) int32 records of one file -> its rows (SPILL_DTYPE): the numpy twin of csrc SpillDecoder."""
+    records = records.reshape(-1, SPILL_RECORD_WORDS)
+    ctx = records[:, 1] == SPILL_CONTEXT
+    if len(records) and not ctx[0]:
+        raise ClaimsfmError(f"{name}: an event record before any context record")
+    last = np.maximum.accumulate(np.where(ctx, np.arange(len(records)), 0))[~ctx]
+    ev = records[~ctx]
+    word1 = ev[:, 1].view(np.uint32)
+    rows = np.zeros(len(ev), SPILL_DTYPE)
+    rows["key"], rows["facility"] = records[last, 0], records[last, 2]
+    rows["day"], rows["dx_start"] = ev[:, 0], ev[:, 2]
+    rows["code"] = (word1 & np.uint32(0x7FFFFFFF)).astype(np.int32)
+    rows["suspected"] = (word1 >> np.uint32(31)).astype(np.uint8)
+    rows["value"] = np.ascontiguousarray(ev[:, 3]).view(np.float32)
+    return rows
+
+
+def read_spill(paths: list[Path]) -> np.ndarray:
+    """The rows of spill files, in order (each decoded on its own: a context never crosses files)."""
+    parts = []
+    for p in paths:
+        words = np.fromfile(p, dtype=SPILL_RECORD)
+        if len(words) % SPILL_RECORD_WORDS:
+            raise ClaimsfmError(f"{p}: not a whole number of spill records")
+        parts.append(decode_spill(words, str(p)))
+    return np.concatenate(parts) if parts else np.zeros(0, SPILL_DTYPE)
+
+
+def partition_numpy(spill: Path, folder: Path, bucket_of_key: np.ndarray, n_buckets: int) -> list[Path]:
     """Scatter a single spill file (parse_uke's `spill` mode) into bucket files by a per-key bucket table, keeping
-    input order inside each: the numpy twin of the parser's own scatter (`buckets` mode; tests compare the files)."""
+    input order inside each: the numpy twin of the parser's own scatter (`buckets` mode; tests compare the files).
+    Reads the whole file (a test twin, for small corpora)."""
     paths = [folder / f"bucket{b:04d}.bin" for b in range(n_buckets)]
-    files = [open(p, "wb", buffering=1 << 16) for p in paths]
-    try:
-        with open(spill, "rb") as src, bar(spill.stat().st_size, "partition", "B", progress) as pb:
-            while True:
-                rows = np.fromfile(src, dtype=SPILL_DTYPE, count=CHUNK_ROWS)
-                if not len(rows):
-                    break
-                bucket = bucket_of_key[rows["key"]]
-                order = np.argsort(bucket, kind="stable")  # uint16: numpy's radix sort
-                rows = rows[order]
-                bounds = np.searchsorted(bucket[order], np.arange(n_buckets + 1))
-                for b in np.flatnonzero(bounds[1:] > bounds[:-1]):
-                    files[b].write(memoryview(rows[bounds[b]:bounds[b + 1]]).cast("B"))
-                pb.update(len(rows) * SPILL_DTYPE.itemsize)
-    finally:
-        for f in files:
-            f.close()
+    rows = read_spill([spill])
+    bucket = bucket_of_key[rows["key"]]
+    order = np.argsort(bucket, kind="stable")  # uint16: numpy's radix sort
+    rows = rows[order]
+    bounds = np.searchsorted(bucket[order], np.arange(n_buckets + 1))
+    for b, path in enumerate(paths):
+        encode_spill(rows[bounds[b]:bounds[b + 1]]).tofile(path)
     spill.unlink()
     return paths
 
@@ -300,7 +342,7 @@ def bucket_table(paths: list[Path], key_sid: np.ndarray, code_names: list, facil
 def bucket_table_numpy(paths: list[Path], key_sid: np.ndarray, code_names: list,
                        facility_names: list) -> events.EventTable:
     """The numpy twin of `bucket_table` (events.raw_table: first_observations, then EventTable.sorted)."""
-    rows = np.concatenate([np.fromfile(p, dtype=SPILL_DTYPE) for p in paths])
+    rows = read_spill(paths)
     for path in paths:
         path.unlink()
     return events.raw_table(key_sid, rows["key"], rows["day"], rows["code"], code_names, rows["value"],
