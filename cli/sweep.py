@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from claimsfm.eval import MODE_HELP, MODES
-from claimsfm.sweep.run import DEFAULT_SCALES
+from claimsfm.model.scale import DEFAULT_SCALES
 from claimsfm.sweep.saturation import DEFAULT_MARGIN, MARGIN_HELP
 
 

@@ -102,6 +102,9 @@ def ladder_names(ladder: str = "default") -> list[str]:
     return [row[0] for row in _LADDERS[ladder]]
 
 
+DEFAULT_SCALES = ",".join(ladder_names("default"))  # `claimsfm sweep --scales`: the paper's ladder (2.2M ... 101M)
+
+
 def embedding_params(vocab_size: int, max_len: int, d_model: int, time_inputs: bool = True) -> int:
     """Code + age + visit + segment (+ 2 time) tables (the MLM head is tied to the code table).
 

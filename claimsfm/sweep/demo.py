@@ -20,11 +20,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from claimsfm.errors import ClaimsfmError, check_number, check_seed
-from claimsfm.sweep.run import SweepConfig
-from claimsfm.sweep.run import run as sweep_run
 from claimsfm.sweep.saturation import DEFAULT_MARGIN, check_margin
+
+if TYPE_CHECKING:  # the sweep (torch, sklearn) is imported where it runs: the CLI reads this module's defaults
+    from claimsfm.sweep.run import SweepConfig
 
 DEMO_PATIENTS = 6000
 DEMO_MONTHS = 96
@@ -133,6 +135,8 @@ def dropped_note(dropped: dict[str, int]) -> str:
 def sweep_config(config: DemoConfig, data: Path, tasks: list[str] | None = None,
                  dropped: dict[str, int] | None = None) -> SweepConfig:
     out = Path(config.out)
+    from claimsfm.sweep.run import SweepConfig
+
     return SweepConfig(
         data=data, scales="demo", tasks=",".join(tasks) if tasks else config.tasks, tokens=config.tokens,
         margin=config.margin, runs=out / "runs", notes=(dropped_note(dropped),) if dropped else (),
@@ -161,6 +165,8 @@ def run(config: DemoConfig) -> dict:
     print(f"[demo] tasks with >= {DEMO_MIN_POSITIVES} held-out positives: {', '.join(tasks)}")
     if dropped:
         print(f"[demo] {dropped_note(dropped)}")
+    from claimsfm.sweep.run import run as sweep_run
+
     results = sweep_run(sweep_config(config, out / "data", tasks, dropped))
     results["dropped_tasks"] = dropped
     timings["sweep"] = time.perf_counter() - t2

@@ -22,14 +22,12 @@ from pathlib import Path
 from claimsfm.errors import ClaimsfmError, check_seed
 from claimsfm.eval import MODES, check_mode, check_n_boot
 from claimsfm.io import read_json, write_json, write_run_config
-from claimsfm.model.scale import ladder_names
+from claimsfm.model.scale import DEFAULT_SCALES, ladder_names
 from claimsfm.outdir import claim, record
 from claimsfm.sweep import compute
 from claimsfm.sweep.collect import collect_task, encoder_unused
 from claimsfm.sweep.powerlaw import loss_law
 from claimsfm.sweep.saturation import DEFAULT_MARGIN, check_margin
-
-DEFAULT_SCALES = ",".join(ladder_names("default"))  # the paper's ladder (2.2M ... 101M)
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,7 @@ class SweepConfig:
 
 def parse_scales(text: str) -> list[str]:
     """`demo`, `default`, or a comma list of ladder rows / sizes, smallest first."""
-    from claimsfm.model.scale import ladder_names, parse_size
+    from claimsfm.model.scale import parse_size
 
     text = text.strip()
     if text in ("demo", "default"):
