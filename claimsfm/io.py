@@ -87,8 +87,9 @@ def read_parquet(path, columns=None, required=()):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    try:
-        table = pq.read_table(path, columns=columns)
+    try:  # a single file through ParquetFile: read_table goes through pyarrow.dataset, whose import pulls in pandas
+        table = (pq.ParquetFile(path).read(columns=columns) if Path(path).is_file()
+                 else pq.read_table(path, columns=columns))
     except OSError as exc:  # pyarrow's own IO errors are OSErrors without a filename
         raise ClaimsfmError(f"{path}: cannot read ({exc.strerror or ' '.join(str(exc).split())})") from None
     except pa.ArrowException as exc:
@@ -176,3 +177,55 @@ def environment() -> dict:
 def write_run_config(folder, settings) -> None:
     """`config.json` in an output folder: the exact settings plus versions and git commit."""
     write_json(Path(folder) / "config.json", {"settings": settings, "environment": environment()})
+
+
+# Arrow arrays from their buffers. pa.array() asks pandas whether its input is a Series, and that imports pandas
+# (0.25 s of every ingest, on the critical path) although claimsfm never passes one.
+def arrow_array(values, type_, null=None):
+    """A pyarrow array of `type_` over a numpy array of the same width (no copy); `null` (bool, optional) marks
+    the nulls: the same array as pa.array(values, type_, mask=null), without the pandas import."""
+    import numpy as np
+    import pyarrow as pa
+
+    values = np.ascontiguousarray(values)
+    if values.dtype.itemsize * 8 != type_.bit_width:
+        raise ValueError(f"arrow_array: {values.dtype} values for {type_}")
+    validity, nulls = _validity(null, len(values))
+    return pa.Array.from_buffers(type_, len(values), [validity, pa.py_buffer(values)], null_count=nulls)
+
+
+def arrow_strings(items):
+    """A pyarrow string array of `items` (str, or None for a null): pa.array(items, pa.string()), without pandas."""
+    import numpy as np
+    import pyarrow as pa
+
+    data = [b"" if x is None else str(x).encode() for x in items]
+    offsets = np.zeros(len(data) + 1, np.int32)
+    np.cumsum(np.fromiter(map(len, data), np.int64, len(data)), out=offsets[1:])
+    validity, nulls = _validity(np.fromiter((x is None for x in items), bool, len(data)), len(data))
+    buffers = [validity, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
+    return pa.Array.from_buffers(pa.string(), len(data), buffers, null_count=nulls)
+
+
+def arrow_string_lists(lists):
+    """A pyarrow list<string> array of `lists` (lists of str): pa.array(lists, pa.list_(pa.string())), without
+    pandas."""
+    import numpy as np
+    import pyarrow as pa
+
+    offsets = np.zeros(len(lists) + 1, np.int32)
+    np.cumsum(np.fromiter(map(len, lists), np.int64, len(lists)), out=offsets[1:])
+    return pa.ListArray.from_arrays(arrow_array(offsets, pa.int32()), arrow_strings([x for xs in lists for x in xs]))
+
+
+def _validity(null, n: int):
+    """(validity bitmap buffer or None, null count) for a bool null mask."""
+    import numpy as np
+    import pyarrow as pa
+
+    if null is None:
+        return None, 0
+    null = np.asarray(null, bool)
+    nulls = int(np.count_nonzero(null))
+    return (pa.py_buffer(np.packbits(~null, bitorder="little")) if nulls else None), nulls
+

@@ -22,7 +22,7 @@ from claimsfm.data import format as F
 from claimsfm.data.format import BIRTH, CODE_LEVELS, DEATH, INPATIENT, SEX_CODES, month_of_day
 from claimsfm.data.store import Store
 from claimsfm.errors import ClaimsfmError, located
-from claimsfm.io import atomic_dir, write_json
+from claimsfm.io import atomic_dir, read_parquet, write_json
 from claimsfm.native import native
 from claimsfm.splits import SPLITS, TRAIN, split_codes
 
@@ -140,9 +140,7 @@ def _load_parents(meds_dir: Path) -> dict[str, list[str]]:
     path = meds_dir / "metadata" / "codes.parquet"
     if not path.is_file():
         return {}
-    t = pq.read_table(path)
-    if "code" not in t.column_names:
-        raise located(path, None, "missing column 'code'")
+    t = read_parquet(path, required=("code",))
     parents = t["parent_codes"].to_pylist() if "parent_codes" in t.column_names else [None] * len(t)
     return {c: [p for p in (ps or []) if p] for c, ps in zip(t["code"].to_pylist(), parents)}
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from claimsfm.errors import ClaimsfmError, located, os_error
+from claimsfm.io import arrow_string_lists, arrow_strings
 
 MASTERS = {  # file -> (MEDS prefix, parent prefix, code width)
     "diseases.csv": ("JPDX//", "ICD10//", 7),
@@ -74,5 +75,5 @@ def codes_table(codes: list[str], masters: dict | None) -> pa.Table:
         d, p = masters.get(c, (FIXED.get(c), []))
         desc.append(d)
         parents.append(p)
-    return pa.table({"code": pa.array(names, pa.string()), "description": pa.array(desc, pa.string()),
-                     "parent_codes": pa.array(parents, pa.list_(pa.string()))})
+    return pa.table({"code": arrow_strings(names), "description": arrow_strings(desc),
+                     "parent_codes": arrow_string_lists(parents)})

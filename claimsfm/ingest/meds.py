@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from claimsfm import __version__
 from claimsfm.errors import ClaimsfmError, located
 from claimsfm.ingest.events import NO_TIME, EventTable
-from claimsfm.io import read_parquet
+from claimsfm.io import arrow_array, arrow_strings, read_parquet
 from claimsfm.splits import SPLITS, split_codes
 
 MEDS_VERSION = "0.4.0"  # the MEDS version this writer follows, when the `meds` package is not installed
@@ -57,13 +57,13 @@ def meds_version() -> str:
 
 
 def _timestamps(us: np.ndarray) -> pa.Array:
-    return pa.array(us, type=pa.timestamp("us"), mask=us == NO_TIME)
+    return arrow_array(us, pa.timestamp("us"), us == NO_TIME)
 
 
 def _dictionary(indices: np.ndarray, names) -> pa.DictionaryArray:
     """Rows as indices into `names` (-1 = null): no string is copied per row."""
     idx = np.asarray(indices, np.int32)
-    return pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32(), mask=idx < 0), pa.array(list(names), pa.string()))
+    return pa.DictionaryArray.from_arrays(arrow_array(idx, pa.int32(), idx < 0), arrow_strings(names))
 
 
 def to_arrow(t: EventTable, dictionary: bool = False) -> pa.Table:
@@ -71,9 +71,10 @@ def to_arrow(t: EventTable, dictionary: bool = False) -> pa.Table:
     dictionary arrays over the name tables (what `write_shard` writes: a sixth of ingest's sort+write time went
     into copying code strings per row, then hashing them back into parquet's dictionary)."""
     text = pa.nulls(len(t), pa.string()) if t.text is None else _dictionary(t.text, t.text_names)
-    cols = [pa.array(t.subject, pa.int64()), _timestamps(t.time_us), _dictionary(t.code, t.code_names),
-            pa.array(t.value, pa.float32(), mask=np.isnan(t.value)), text, _dictionary(t.facility, t.facility_names),
-            pa.array(t.suspected.astype(np.int8), SUSPECTED_TYPE), _timestamps(t.dx_start_us)]
+    value = np.asarray(t.value, np.float32)
+    cols = [arrow_array(t.subject, pa.int64()), _timestamps(t.time_us), _dictionary(t.code, t.code_names),
+            arrow_array(value, pa.float32(), np.isnan(value)), text, _dictionary(t.facility, t.facility_names),
+            arrow_array(t.suspected.astype(np.int8), SUSPECTED_TYPE), _timestamps(t.dx_start_us)]
     table = pa.Table.from_arrays(cols, schema=pa.schema([pa.field(f.name, c.type, f.nullable)
                                                          for f, c in zip(SCHEMA, cols)]))
     return table if dictionary else table.cast(SCHEMA)
@@ -145,7 +146,7 @@ def write_data(t: EventTable, out: Path, shard_rows: int, splits: Splits | None 
         folder = out / "data" / name
         folder.mkdir(parents=True, exist_ok=True)
         counts[name] = int(len(rows))
-        sub = table.take(pa.array(rows))
+        sub = table.take(arrow_array(np.asarray(rows, np.int64), pa.int64()))
         for shard, (lo, hi) in enumerate(_shard_bounds(t.subject[rows], shard_rows)):
             write_shard(sub.slice(lo, hi - lo), folder / f"{shard}.parquet")
     return counts
@@ -173,8 +174,9 @@ def write_metadata(t: EventTable | None, out: Path, codes_table: pa.Table, info:
     meta.mkdir(parents=True, exist_ok=True)
     subjects = np.unique(t.subject) if subjects is None else subjects
     codes = splits.of(subjects) if splits is not None else split_codes(subjects)
-    names = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(SPLITS)).cast(pa.string())
-    pq.write_table(pa.table({"subject_id": pa.array(subjects, pa.int64()), "split": names}),
+    names = pa.DictionaryArray.from_arrays(arrow_array(codes.astype(np.int32), pa.int32()),
+                                           arrow_strings(SPLITS)).cast(pa.string())
+    pq.write_table(pa.table({"subject_id": arrow_array(np.asarray(subjects, np.int64), pa.int64()), "split": names}),
                    meta / "subject_splits.parquet")
     pq.write_table(codes_table.cast(CODES_SCHEMA), meta / "codes.parquet")
     dataset = {
