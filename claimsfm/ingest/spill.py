@@ -396,7 +396,7 @@ def sort_and_write(buckets: list[list[Path]], key_sid, code_names, facility_name
         pending = []
         for paths in buckets:
             pending.append(pool.submit(prepare, paths))
-            if len(pending) >= max(1, threads):  # at most `threads` buckets in memory, plus the one written
+            if len(pending) > max(1, threads):  # `threads` buckets prepared while the oldest is written
                 _write_one(*pending.pop(0).result(), writer, store, totals, pb)
         for future in pending:
             _write_one(*future.result(), writer, store, totals, pb)
