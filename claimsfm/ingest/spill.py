@@ -390,7 +390,9 @@ def sort_and_write(buckets: list[list[Path]], key_sid, code_names, facility_name
 
     def prepare(paths):  # all of a bucket's work that does not depend on the buckets before it
         t = bucket_table(paths, key_sid, code_names, facility_names)
-        return writer.pieces(t), (store.prepare(t) if store is not None else None), totals.part(t)
+        rows = store.prepare(t) if store is not None else None  # first: its temporaries are gone before the
+        part = totals.part(t)                                    # split pieces copy the bucket
+        return writer.pieces(t), rows, part
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool, bar(len(buckets), "sort+write", "bucket",
                                                                        progress) as pb:
         pending = []
