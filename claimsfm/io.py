@@ -190,7 +190,7 @@ def arrow_array(values, type_, null=None):
     values = np.ascontiguousarray(values)
     if values.dtype.itemsize * 8 != type_.bit_width:
         raise ValueError(f"arrow_array: {values.dtype} values for {type_}")
-    validity, nulls = _validity(null, len(values))
+    validity, nulls = _validity(null)
     return pa.Array.from_buffers(type_, len(values), [validity, pa.py_buffer(values)], null_count=nulls)
 
 
@@ -200,25 +200,30 @@ def arrow_strings(items):
     import pyarrow as pa
 
     data = [b"" if x is None else str(x).encode() for x in items]
-    offsets = np.zeros(len(data) + 1, np.int32)
-    np.cumsum(np.fromiter(map(len, data), np.int64, len(data)), out=offsets[1:])
-    validity, nulls = _validity(np.fromiter((x is None for x in items), bool, len(data)), len(data))
-    buffers = [validity, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
+    validity, nulls = _validity(np.fromiter((x is None for x in items), bool, len(data)))
+    buffers = [validity, pa.py_buffer(_offsets(data)), pa.py_buffer(b"".join(data))]
     return pa.Array.from_buffers(pa.string(), len(data), buffers, null_count=nulls)
 
 
 def arrow_string_lists(lists):
     """A pyarrow list<string> array of `lists` (lists of str): pa.array(lists, pa.list_(pa.string())), without
     pandas."""
-    import numpy as np
     import pyarrow as pa
 
-    offsets = np.zeros(len(lists) + 1, np.int32)
-    np.cumsum(np.fromiter(map(len, lists), np.int64, len(lists)), out=offsets[1:])
-    return pa.ListArray.from_arrays(arrow_array(offsets, pa.int32()), arrow_strings([x for xs in lists for x in xs]))
+    return pa.ListArray.from_arrays(arrow_array(_offsets(lists), pa.int32()),
+                                    arrow_strings([x for xs in lists for x in xs]))
 
 
-def _validity(null, n: int):
+def _offsets(items):
+    """(len(items) + 1,) int32 start of each item's values: Arrow's offsets for strings and lists."""
+    import numpy as np
+
+    offsets = np.zeros(len(items) + 1, np.int32)
+    np.cumsum(np.fromiter(map(len, items), np.int64, len(items)), out=offsets[1:])
+    return offsets
+
+
+def _validity(null):
     """(validity bitmap buffer or None, null count) for a bool null mask."""
     import numpy as np
     import pyarrow as pa
