@@ -53,6 +53,10 @@ BASE_MEMORY = 160 << 20   # interpreter, numpy, pyarrow, the key table: not avai
 MAX_BUCKETS = 4096        # spill files open at once during the parse (7 KiB of buffer each)
 MIN_BUCKET_EVENTS = 1 << 16  # below this a bucket's fixed costs (files, per-call tables) dominate: a limit under
 #                              BASE_MEMORY gave 4096 buckets of ~3k events and a 5x slower sort+write
+MAX_BUCKET_EVENTS = 1 << 18  # above this a bucket sorts no faster and only holds more RAM, so a larger --memory-limit
+#                              is a ceiling, not a target: at the 1 GiB default (654k-event buckets) the sort+write
+#                              heap grew with the number of buckets (glibc fragmentation: 0.4 -> 2 GB of bulk UKE
+#                              +17%), at 256k events it stays flat (measured in docs/internals.md)
 SPILL_FILES_PER_BUCKET = 4  # spill files per bucket of the event count guessed from the input size, so that
 #                             buckets can be cut close to events_per_bucket once the count is known
 BYTES_PER_RAW_EVENT = 24  # the guess of the input bytes per parsed event (also csrc/uke_files.cpp reserve_events):
@@ -125,25 +129,29 @@ def trim_heap() -> None:
         pass
 
 
-def events_per_bucket(memory: int, workers: int, shard_rows: int = 0, n_events: int = 0) -> int:
+def events_per_bucket(memory: int, workers: int, shard_rows: int = 0, n_events: int = 0, cap: bool = True) -> int:
     """Events a bucket may hold so that `workers` buckets at a time fit in `memory` beside the pending MEDS
-    shards (up to `shard_rows` rows per split, shards.ShardWriter). Never below MIN_BUCKET_EVENTS: a limit
-    too small for that is exceeded rather than met slowly."""
+    shards (up to `shard_rows` rows per split, shards.ShardWriter), at most MAX_BUCKET_EVENTS (unless not `cap`).
+    Never below MIN_BUCKET_EVENTS: a limit too small for that is exceeded rather than met slowly."""
     pending = len(SPLITS) * min(shard_rows, n_events) * shards.ShardWriter.BYTES_PER_ROW
-    return int(max(MIN_BUCKET_EVENTS, (memory - BASE_MEMORY - pending) // (BYTES_PER_EVENT * max(1, workers))))
+    fits = (memory - BASE_MEMORY - pending) // (BYTES_PER_EVENT * max(1, workers))
+    return int(max(MIN_BUCKET_EVENTS, min(MAX_BUCKET_EVENTS, fits) if cap else fits))
 
 
-def bucket_count(n_events: int, memory: int, workers: int, shard_rows: int = 0) -> int:
+def bucket_count(n_events: int, memory: int, workers: int, shard_rows: int = 0, cap: bool = True) -> int:
     """How many buckets of at most events_per_bucket events hold n_events (at most MAX_BUCKETS). Not rounded
     to a power of two, so a bucket holds about the same number of events whatever the corpus size."""
-    per_bucket = events_per_bucket(memory, workers, shard_rows, n_events)
+    per_bucket = events_per_bucket(memory, workers, shard_rows, n_events, cap)
     return int(min(MAX_BUCKETS, max(1, -(-n_events // per_bucket))))
 
 
 def spill_file_count(input_bytes: int, memory: int, workers: int, shard_rows: int = 0) -> int:
     """Spill files for the parse to scatter into, before the event count is known: SPILL_FILES_PER_BUCKET per
-    bucket of the count guessed from the input size (BYTES_PER_RAW_EVENT), at most MAX_BUCKETS."""
-    guess = bucket_count(input_bytes // BYTES_PER_RAW_EVENT, memory, workers, shard_rows)
+    bucket of the count guessed from the input size (BYTES_PER_RAW_EVENT), at most MAX_BUCKETS. The buckets
+    here are those the memory limit allows (not capped at MAX_BUCKET_EVENTS): more, smaller files made more,
+    smaller spill writes (4 GB of bulk UKE: 2,400 files of 13 KiB buffers, +4 system CPU-s), while the
+    sort+write buckets, runs of consecutive files, are cut at the cap anyway."""
+    guess = bucket_count(input_bytes // BYTES_PER_RAW_EVENT, memory, workers, shard_rows, cap=False)
     return int(min(MAX_BUCKETS, SPILL_FILES_PER_BUCKET * guess))
 
 

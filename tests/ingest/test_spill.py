@@ -285,14 +285,20 @@ def test_memory_limit_and_buckets():
     with pytest.raises(ClaimsfmError, match="--memory-limit"):
         IngestConfig(inputs=[Path("x")], out=Path("y"), memory_limit="big").check()
     limit = 1 << 30
-    per = (limit - spill.BASE_MEMORY) // (spill.BYTES_PER_EVENT * 3)
-    assert spill.bucket_count(per, limit, 3) == 1 and spill.bucket_count(per + 1, limit, 3) == 2
-    assert spill.bucket_count(40 * per, limit, 3) == 40 and spill.bucket_count(10**12, limit, 3) == spill.MAX_BUCKETS
+    per = (limit - spill.BASE_MEMORY) // (spill.BYTES_PER_EVENT * 3)  # what the limit allows: above the cap
+    assert per > spill.MAX_BUCKET_EVENTS and spill.events_per_bucket(limit, 3) == spill.MAX_BUCKET_EVENTS
+    assert spill.bucket_count(per, limit, 3, cap=False) == 1 and spill.bucket_count(per + 1, limit, 3, cap=False) == 2
+    cap = spill.MAX_BUCKET_EVENTS  # a larger limit is a ceiling: the buckets stay at the cap
+    assert spill.bucket_count(cap, limit, 3) == 1 and spill.bucket_count(cap + 1, limit, 3) == 2
+    assert spill.bucket_count(40 * cap, 8 * limit, 3) == 40
+    assert spill.bucket_count(10**12, limit, 3) == spill.MAX_BUCKETS
+    small = spill.BASE_MEMORY + 3 * spill.BYTES_PER_EVENT * 100_000  # a limit below the cap sets the size
+    assert spill.events_per_bucket(small, 3) == 100_000 and spill.bucket_count(250_000, small, 3) == 3
     tiny = 100 << 20  # below BASE_MEMORY: buckets of MIN_BUCKET_EVENTS, not of one event
     assert spill.bucket_count(10 * spill.MIN_BUCKET_EVENTS, tiny, 3) == 10
-    gb = 1 << 30  # 1 GiB of UKE: its guessed events, in SPILL_FILES_PER_BUCKET files per bucket of them
+    gb = 1 << 30  # 1 GiB of UKE: its guessed events, in SPILL_FILES_PER_BUCKET files per bucket the limit allows
     assert spill.spill_file_count(gb, limit, 3) == spill.SPILL_FILES_PER_BUCKET * spill.bucket_count(
-        gb // spill.BYTES_PER_RAW_EVENT, limit, 3) > 4
+        gb // spill.BYTES_PER_RAW_EVENT, limit, 3, cap=False) > 4
     assert spill.spill_file_count(1 << 50, limit, 3) == spill.MAX_BUCKETS and spill.spill_file_count(0, limit, 3) == 4
     # Runs of consecutive files up to the limit; a file above it alone; empty files join their neighbours.
     assert spill.group_files([3, 3, 3, 3], 6) == [[0, 1], [2, 3]]
