@@ -60,6 +60,31 @@ void BucketFiles::add(size_t b, const SpillRow& row) {
   if (buf.size() + 2 > buf_records_) write_out(b);  // room for the next row's two records
 }
 
+void BucketFiles::add_run(size_t b, int32_t key, int32_t facility, const EventColumns& s, size_t lo, size_t hi,
+                          const std::vector<int32_t>& code_map) {
+  std::vector<SpillRecord>& buf = buf_[b];
+  if (buf.capacity() == 0) buf.reserve(buf_records_);
+  SpillContext& ctx = context_[b];
+  if (!ctx.open || key != ctx.key || facility != ctx.facility) {
+    buf.push_back(SpillRecord{key, kSpillContext, facility, 0.0f});
+    ctx = {key, facility, true};
+  }
+  for (size_t i = lo; i < hi;) {
+    if (buf.size() + 1 > buf_records_) write_out(b);
+    const size_t end = std::min(hi, i + (buf_records_ - buf.size()));
+    for (; i < end; ++i) {
+      const int32_t code = code_map[s.code[i]];
+      if (code < 0 || static_cast<uint32_t>(code) >= kSpillSuspected - 1) {
+        throw std::runtime_error("spill: code id " + std::to_string(code) + " out of range");
+      }
+      buf.push_back(SpillRecord{s.day[i], static_cast<uint32_t>(code) | (s.suspected[i] ? kSpillSuspected : 0u),
+                                s.dx_start[i], s.value[i]});
+    }
+  }
+  rows_[b] += static_cast<int64_t>(hi - lo);
+  if (buf.size() + 2 > buf_records_) write_out(b);
+}
+
 void BucketFiles::write_out(size_t b) {
   std::vector<SpillRecord>& buf = buf_[b];
   const char* p = reinterpret_cast<const char*>(buf.data());

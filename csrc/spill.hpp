@@ -87,6 +87,10 @@ class BucketFiles {
 
   size_t size() const { return fds_.size(); }
   void add(size_t bucket, const SpillRow& row);  // encoded and buffered; throws when a write fails (disk full)
+  // Events [lo, hi) of `s`, which share one patient key and facility (global ids `key`, `facility`; codes
+  // through code_map): the same records as add() of each, with the bucket and the context looked up once.
+  void add_run(size_t bucket, int32_t key, int32_t facility, const EventColumns& s, size_t lo, size_t hi,
+               const std::vector<int32_t>& code_map);
   void flush();                                  // everything buffered to the files; throws on failure
   const std::vector<int64_t>& rows() const { return rows_; }  // events (not records) added per bucket
 

@@ -78,11 +78,17 @@ struct Merger {
       fac_map.push_back(intern(facilities, fc, [&] { out.facilities.push_back(fc); }));
     const EventColumns& s = f.events;
     if (buckets) {
-      for (size_t i = 0; i < s.size(); ++i) {
-        const SpillRow row = spill_row(s, i, code_map, key_map, fac_map);
-        buckets->add(key_bucket[row.key], row);
+      // A receipt's events share a key and a facility: one bucket and context lookup per run of them.
+      const size_t n = s.size();
+      for (size_t i = 0; i < n;) {
+        const int32_t key = s.key[i], fac = s.facility[i];
+        size_t j = i + 1;
+        while (j < n && s.key[j] == key && s.facility[j] == fac) ++j;
+        const int32_t global = key_map[key];
+        buckets->add_run(key_bucket[global], global, fac_map[fac], s, i, j, code_map);
+        i = j;
       }
-      out.spilled += static_cast<int64_t>(s.size());
+      out.spilled += static_cast<int64_t>(n);
     } else if (spill) {
       write_spill(s, code_map, key_map, fac_map);
     } else {

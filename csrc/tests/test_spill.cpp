@@ -16,6 +16,7 @@
 #include "sha256.hpp"
 #include "spill.hpp"
 #include "uke_parser.hpp"
+#include "uke_text.hpp"
 
 #include "check.hpp"
 
@@ -119,6 +120,44 @@ static void test_bucket_files() {
       }
     }
     CHECK(total == 5000);
+  }
+  {
+    // add_run (the merge's fast path) writes the records add() writes row by row: runs of one key and facility,
+    // long enough to cross buffer flushes, a key with another facility next, codes through a map.
+    EventColumns ev;
+    std::vector<size_t> bounds = {0};
+    for (int32_t run = 0; run < 400; ++run) {
+      const int32_t len = 1 + (run * 37) % 9000;
+      for (int32_t k = 0; k < len; ++k) {
+        ev.key.push_back(run / 3 % 11), ev.facility.push_back(run % 3 - 1), ev.day.push_back(run * 100 + k);
+        ev.code.push_back((run + k) % 5), ev.value.push_back(k % 4 ? NAN : static_cast<float>(k));
+        ev.suspected.push_back(static_cast<uint8_t>(k % 3 == 0)), ev.dx_start.push_back(k % 2 ? k : kNoDay);
+      }
+      bounds.push_back(ev.size());
+    }
+    const std::vector<int32_t> code_map = {4, 0, 3, 1, 2}, key_map = {7, 1, 9, 2, 3, 0, 5, 6, 4, 8, 10};
+    const std::vector<int32_t> fac_map = {2, 0, 1};
+    const std::vector<std::string> a = {"test_spill_a0.bin", "test_spill_a1.bin"}, r = {"test_spill_r0.bin",
+                                                                                      "test_spill_r1.bin"};
+    {
+      BucketFiles rows(a), runs(r);
+      for (size_t run = 0; run + 1 < bounds.size(); ++run) {
+        const size_t lo = bounds[run], hi = bounds[run + 1];
+        const int32_t key = key_map[ev.key[lo]], fac = fac_map[ev.facility[lo] + 1];
+        for (size_t i = lo; i < hi; ++i) {
+          rows.add(key % 2, SpillRow{key, ev.day[i], code_map[ev.code[i]], fac, ev.dx_start[i], ev.value[i],
+                                     ev.suspected[i], {0, 0, 0}});
+        }
+        runs.add_run(key % 2, key, fac, ev, lo, hi, code_map);
+      }
+      rows.flush(), runs.flush();
+      CHECK(rows.rows() == runs.rows());
+    }
+    for (size_t b = 0; b < a.size(); ++b) {
+      const std::vector<SpillRecord> x = read_records(a[b]), y = read_records(r[b]);
+      CHECK(!x.empty() && x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(SpillRecord)) == 0);
+      std::remove(a[b].c_str()), std::remove(r[b].c_str());
+    }
   }
   bool threw = false;
   try {
