@@ -37,7 +37,7 @@ struct Merger {
   UkeResult& out;
   std::unordered_map<uint64_t, int32_t> codes;
   // The same key bytes in a UTF-8 and a CP932 file are different patients: one map per encoding,
-  // both over out.keys.
+  // both over out.keys. With bucket files the keys are not kept, only their fingerprints.
   FlatTableIds keys_utf8, keys_cp932;
   std::unordered_map<std::string, int32_t> facilities;
   std::FILE* spill = nullptr;  // events go here as SpillRecords (spill.hpp) instead of into out.events
@@ -45,6 +45,8 @@ struct Merger {
   const SpillBuckets* spec = nullptr;  // or into these bucket files, by subject_id
   BucketFiles* buckets = nullptr;
   std::vector<uint32_t> key_bucket;    // global key id -> bucket (with `buckets`)
+  FlatFingerprintIds prints_utf8 = {}, prints_cp932 = {};  // with `buckets`: the keys' fingerprints, not the keys
+  int32_t n_keys = 0;
 
   template <class K, class F>
   static int32_t intern(std::unordered_map<K, int32_t>& map, const K& k, F&& push) {
@@ -61,18 +63,22 @@ struct Merger {
     for (uint64_t c : f.codes)
       code_map.push_back(intern(codes, c, [&] { out.codes.push_back(code_name(c)); }));
     FlatTableIds& ids = f.utf8 ? keys_utf8 : keys_cp932;
+    FlatFingerprintIds& prints = f.utf8 ? prints_utf8 : prints_cp932;
     for (std::string& k : f.keys) {
       bool added;
-      key_map.push_back(ids.find_or_add(k, out.keys, added));
-      if (added) {
-        if (buckets) {
-          const int64_t sid = spec->subject_id(k, f.utf8);
-          out.key_sid.push_back(sid);
-          key_bucket.push_back(static_cast<uint32_t>(bucket_of_subject(sid, buckets->size())));
-        }
+      if (buckets) {  // the key's subject_id and bucket are all that is kept of it
+        key_map.push_back(prints.find_or_add(k, n_keys, added));
+        if (!added) continue;
+        ++n_keys;
+        const int64_t sid = spec->subject_id(k, f.utf8);
+        out.key_sid.push_back(sid);
+        key_bucket.push_back(static_cast<uint32_t>(bucket_of_subject(sid, buckets->size())));
+      } else {
+        key_map.push_back(ids.find_or_add(k, out.keys, added));
+        if (!added) continue;
         out.keys.push_back(std::move(k));
-        out.key_utf8.push_back(f.utf8 ? 1 : 0);
       }
+      out.key_utf8.push_back(f.utf8 ? 1 : 0);
     }
     for (const std::string& fc : f.facilities)
       fac_map.push_back(intern(facilities, fc, [&] { out.facilities.push_back(fc); }));

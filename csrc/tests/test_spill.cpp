@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "bucket_events.hpp"
+#include "flat_map.hpp"
 #include "sha256.hpp"
 #include "spill.hpp"
 #include "uke_parser.hpp"
@@ -257,8 +258,34 @@ static void test_bucket_events() {
   CHECK(threw);
 }
 
+static void test_fingerprint_ids() {
+  // The merge's patient key map (bucket mode): one id per distinct key, the same id on every later lookup, keys
+  // of every length 0..40 and keys that differ in one byte anywhere (the bulk corpus's keys share long prefixes).
+  FlatFingerprintIds ids;
+  std::vector<std::string> keys;
+  for (int32_t n = 0; n < 200000; ++n) keys.push_back("I\x1f" + std::to_string(10000000 + n % 97) + "\x1f" +
+                                                         std::to_string(n) + "\x1f" "19" + std::to_string(n % 89));
+  for (size_t len = 0; len <= 40; ++len) keys.push_back(std::string(len, 'x'));
+  for (size_t at = 0; at < 40; ++at) {
+    std::string k(40, 'x');
+    k[at] = 'y';
+    keys.push_back(k);
+  }
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  bool added = false;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    CHECK(ids.find_or_add(keys[i], static_cast<int32_t>(i), added) == static_cast<int32_t>(i) && added);
+  }
+  size_t same = 0;
+  for (size_t i = 0; i < keys.size(); ++i) same += ids.find_or_add(keys[i], -7, added) == static_cast<int32_t>(i) && !added;
+  CHECK(same == keys.size() && ids.size() == keys.size());
+  CHECK(hash_bytes("abc") != hash_bytes2("abc") && hash_bytes2("abc") != hash_bytes2("abd"));
+}
+
 int main() {
   test_spill_records();
+  test_fingerprint_ids();
   test_bucket_files();
   test_sha256();
   test_bucket_events();
