@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "flat_map.hpp"
 #include "spill.hpp"
 #include "uke_parser.hpp"
 
@@ -70,21 +71,32 @@ struct Key {
 
 template <typename Each>
 BucketEvents bucket_events_of(Each&& each, const BucketTables& t) {
-  // Pass 1: check the ids; the bucket's distinct keys (in order of appearance) and their rows.
-  std::vector<int32_t> local(static_cast<size_t>(t.n_keys), -1), keys;
+  // Pass 1: check the ids; the bucket's distinct keys (in order of appearance) and their rows. Key id -> local
+  // index in a map of the bucket's keys, looked up once per run of rows of one key (a spill context): a table
+  // over all of the corpus's keys, cleared per bucket, cost O(patients) per bucket, O(patients x buckets) in all.
+  FlatI64Map local(4096);
+  std::vector<int32_t> keys;
   std::vector<int64_t> key_rows;
   int64_t n = 0;
+  int32_t last_key = -1, last_local = -1;
+  auto local_of = [&](int32_t key) -> int32_t {
+    if (key != last_key) {
+      bool added;
+      int64_t* at = local.get_or_insert(key, static_cast<int64_t>(keys.size()), added);
+      if (added) {
+        keys.push_back(key);
+        key_rows.push_back(0);
+      }
+      last_key = key, last_local = static_cast<int32_t>(*at);
+    }
+    return last_local;
+  };
   each([&](const SpillRow& r) {
     if (r.key < 0 || r.key >= t.n_keys || r.code < 0 || r.code >= t.n_codes || r.facility < -1 ||
         r.facility >= t.n_facilities) {
       throw std::runtime_error("spill row " + std::to_string(n) + ": a key, code or facility id out of range");
     }
-    if (local[r.key] < 0) {
-      local[r.key] = static_cast<int32_t>(keys.size());
-      keys.push_back(r.key);
-      key_rows.push_back(0);
-    }
-    ++key_rows[local[r.key]];
+    ++key_rows[local_of(r.key)];
     ++n;
   });
   // Subjects: the keys ordered by subject_id (two keys may share one, e.g. full-width digits).
@@ -104,12 +116,22 @@ BucketEvents bucket_events_of(Each&& each, const BucketTables& t) {
     subject_of[k] = static_cast<int32_t>(sids.size() - 1);
     start.back() += key_rows[k];
   }
-  for (int32_t k : keys) local[k] = subject_of[local[k]];  // key id -> subject index
   // Pass 2: rows grouped by subject, each subject's in input order (a stable counting sort).
   std::vector<SpillRow> grouped(static_cast<size_t>(n));
   {
     std::vector<int64_t> fill(start.begin(), start.end() - 1);
-    each([&](const SpillRow& r) { grouped[fill[local[r.key]]++] = r; });
+    last_key = -1;
+    int32_t subject = 0;
+    int64_t i = 0;
+    each([&](const SpillRow& r) {
+      if (i++ >= n) throw std::runtime_error("a spill file changed between its two reads");
+      if (r.key != last_key) {
+        const int64_t* at = local.find(r.key);
+        if (!at) throw std::runtime_error("a spill file changed between its two reads");
+        last_key = r.key, subject = subject_of[static_cast<size_t>(*at)];
+      }
+      grouped[fill[subject]++] = r;
+    });
   }
   const size_t m = sids.size();
   std::vector<uint8_t> drop;
