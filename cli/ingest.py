@@ -50,8 +50,9 @@ def register(app: typer.Typer) -> None:
                  "(it usually means a wrong unit)."),
         memory_limit: Optional[str] = typer.Option(
             None, "--memory-limit",
-            help="UKE input: RAM for the out-of-core sort (e.g. 2G, 1500M; default: 1/8 of the available memory). "
-                 "Events are spilled to disk and sorted in subject_id buckets that fit in it."),
+            help="UKE input: the most RAM the out-of-core sort may use (e.g. 2G, 1500M; default: 1/8 of the "
+                 "available memory, at most 1 GiB). Events are spilled to disk and sorted in subject_id buckets "
+                 "that fit in it (at most 262,144 events each: larger ones sort no faster)."),
         name: Optional[str] = typer.Option(
             None, "--name",
             help="dataset_name in metadata/dataset.json (default: a MEDS input's own name, else the --out "
