@@ -32,6 +32,24 @@ void grow_hashed_slots(std::vector<Slot>& slots) {
   }
 }
 
+// The id of the slot with hash `h` that `match` accepts, or `next_id` in a new slot `make()` (then `added` is
+// true): linear probing over slots that carry their hash and an id (id < 0 = empty), at a load of at most 1/2.
+template <class Slot, class Match, class Make>
+int32_t probe_or_add(std::vector<Slot>& slots, size_t& size, uint64_t h, int32_t next_id, bool& added, Match&& match,
+                     Make&& make) {
+  if (2 * (size + 1) > slots.size()) grow_hashed_slots(slots);
+  size_t i = h & (slots.size() - 1);
+  for (;; i = (i + 1) & (slots.size() - 1)) {
+    const Slot& s = slots[i];
+    if (s.id < 0) break;
+    if (s.hash == h && match(s)) return added = false, s.id;
+  }
+  slots[i] = make();
+  ++size;
+  added = true;
+  return next_id;
+}
+
 // Eight bytes at a time; codes are short ASCII strings.
 inline uint64_t hash_bytes(std::string_view s) {
   uint64_t h = 0x9E3779B97F4A7C15ULL ^ s.size();
@@ -68,18 +86,9 @@ class FlatStringIds {
   FlatStringIds() : slots_(256) {}
   // The id of `key`, or `next_id` after inserting it (then `added` is true).
   int32_t find_or_add(std::string_view key, int32_t next_id, bool& added) {
-    if (2 * (size_ + 1) > slots_.size()) grow();
     const uint64_t h = hash_bytes(key);
-    size_t i = h & (slots_.size() - 1);
-    for (;; i = (i + 1) & (slots_.size() - 1)) {
-      Slot& s = slots_[i];
-      if (s.id < 0) break;
-      if (s.hash == h && s.key == key) return added = false, s.id;
-    }
-    slots_[i] = {h, key, next_id};
-    ++size_;
-    added = true;
-    return next_id;
+    return probe_or_add(slots_, size_, h, next_id, added, [&](const Slot& s) { return s.key == key; },
+                        [&] { return Slot{h, key, next_id}; });
   }
 
  private:
@@ -88,7 +97,6 @@ class FlatStringIds {
     std::string_view key;
     int32_t id = -1;
   };
-  void grow() { grow_hashed_slots(slots_); }
   std::vector<Slot> slots_;
   size_t size_ = 0;
 };
@@ -172,19 +180,11 @@ class FlatTableIds {
   FlatTableIds() : slots_(1024) {}
   // The id of `key` in `table`, or table.size() after the caller appends `key` (`added` true).
   int32_t find_or_add(std::string_view key, const std::vector<std::string>& table, bool& added) {
-    if (2 * (size_ + 1) > slots_.size()) grow();
     const uint64_t h = hash_bytes(key);
-    size_t i = h & (slots_.size() - 1);
-    for (;; i = (i + 1) & (slots_.size() - 1)) {
-      const Slot& s = slots_[i];
-      if (s.id < 0) break;
-      if (s.hash == h && table[static_cast<size_t>(s.id)] == key) return added = false, s.id;
-    }
     const auto id = static_cast<int32_t>(table.size());
-    slots_[i] = {h, id};
-    ++size_;
-    added = true;
-    return id;
+    return probe_or_add(slots_, size_, h, id, added,
+                        [&](const Slot& s) { return table[static_cast<size_t>(s.id)] == key; },
+                        [&] { return Slot{h, id}; });
   }
 
  private:
@@ -192,7 +192,6 @@ class FlatTableIds {
     uint64_t hash = 0;
     int32_t id = -1;
   };
-  void grow() { grow_hashed_slots(slots_); }
   std::vector<Slot> slots_;
   size_t size_ = 0;
 };
@@ -206,18 +205,9 @@ class FlatFingerprintIds {
   FlatFingerprintIds() : slots_(1024) {}
   // The id of `key`, or `next_id` after inserting it (then `added` is true).
   int32_t find_or_add(std::string_view key, int32_t next_id, bool& added) {
-    if (2 * (size_ + 1) > slots_.size()) grow_hashed_slots(slots_);
     const uint64_t h = hash_bytes(key), h2 = hash_bytes2(key);
-    size_t i = h & (slots_.size() - 1);
-    for (;; i = (i + 1) & (slots_.size() - 1)) {
-      const Slot& s = slots_[i];
-      if (s.id < 0) break;
-      if (s.hash == h && s.hash2 == h2) return added = false, s.id;
-    }
-    slots_[i] = {h, h2, next_id};
-    ++size_;
-    added = true;
-    return next_id;
+    return probe_or_add(slots_, size_, h, next_id, added, [&](const Slot& s) { return s.hash2 == h2; },
+                        [&] { return Slot{h, h2, next_id}; });
   }
   size_t size() const { return size_; }
 
