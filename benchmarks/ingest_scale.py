@@ -14,7 +14,8 @@ fits wall = a + b * GB and RSS = c + d * GB on the measured sizes of the largest
 Before each timed run the inputs are read once and dirty pages flushed (`settle`): every run, the split loop
 included, starts with the corpus in the page cache and no writeback pending. With `--repeat R` each ingest and
 the split loop run R times, interleaved, and the fastest of each is reported and compared (all walls are kept):
-on a shared virtual machine single runs of the split loop took 28-73 s at 2 GB within one hour.
+on a shared virtual machine single runs of the split loop took 28-73 s at 2 GB within one hour. The peak RSS
+reported is the fastest run's; every run's is in `peak_rss_mb_all` (they differ by up to ~15 MB).
 `--identity GB`: on that corpus, the in-memory ingest (the reference twin: write_dataset(in_memory=True) and
 build_store from its MEDS files, in a fresh process) must give the same files as the last `claimsfm ingest`
 (spill.output_checksums over data/, metadata/ and store/: a sha256 of every file).
@@ -211,8 +212,9 @@ def main() -> None:
                     r["mb_per_s"] = round(mb / r["wall_s"], 1)
                     best = row.get(f"ingest_{t}t")
                     walls = (best or {}).get("wall_s_all", []) + [r["wall_s"]]
+                    rss = (best or {}).get("peak_rss_mb_all", []) + [r["peak_rss_mb"]]
                     row[f"ingest_{t}t"] = {**(r if best is None or r["wall_s"] < best["wall_s"] else best),
-                                           "wall_s_all": walls}
+                                           "wall_s_all": walls, "peak_rss_mb_all": rss}
                 settle(files)
                 splits.append(python_split(files))
             py = min(splits)
