@@ -73,12 +73,7 @@ void BucketFiles::add_run(size_t b, int32_t key, int32_t facility, const EventCo
     if (buf.size() + 1 > buf_records_) write_out(b);
     const size_t end = std::min(hi, i + (buf_records_ - buf.size()));
     for (; i < end; ++i) {
-      const int32_t code = code_map[s.code[i]];
-      if (code < 0 || static_cast<uint32_t>(code) >= kSpillSuspected - 1) {
-        throw std::runtime_error("spill: code id " + std::to_string(code) + " out of range");
-      }
-      buf.push_back(SpillRecord{s.day[i], static_cast<uint32_t>(code) | (s.suspected[i] ? kSpillSuspected : 0u),
-                                s.dx_start[i], s.value[i]});
+      buf.push_back(spill_event(s.day[i], code_map[s.code[i]], s.suspected[i] != 0, s.dx_start[i], s.value[i]));
     }
   }
   rows_[b] += static_cast<int64_t>(hi - lo);

@@ -35,17 +35,24 @@ struct SpillContext {
   bool open = false;
 };
 
+// The event record of one event. Throws std::runtime_error for a code id that does not fit below the suspected
+// bit or would read as a context record.
+inline SpillRecord spill_event(int32_t day, int32_t code, bool suspected, int32_t dx_start, float value) {
+  if (code < 0 || static_cast<uint32_t>(code) >= kSpillSuspected - 1) {
+    throw std::runtime_error("spill: code id " + std::to_string(code) + " out of range");
+  }
+  return SpillRecord{day, static_cast<uint32_t>(code) | (suspected ? kSpillSuspected : 0u), dx_start, value};
+}
+
 // push(record) for `r`: a context record first when its key or facility differs from the last row of the file.
 template <class Push>
 inline void encode_spill(const SpillRow& r, SpillContext& ctx, Push&& push) {
-  if (r.code < 0 || static_cast<uint32_t>(r.code) >= kSpillSuspected - 1) {
-    throw std::runtime_error("spill: code id " + std::to_string(r.code) + " out of range");
-  }
+  const SpillRecord event = spill_event(r.day, r.code, r.suspected != 0, r.dx_start, r.value);
   if (!ctx.open || r.key != ctx.key || r.facility != ctx.facility) {
     push(SpillRecord{r.key, kSpillContext, r.facility, 0.0f});
     ctx = {r.key, r.facility, true};
   }
-  push(SpillRecord{r.day, static_cast<uint32_t>(r.code) | (r.suspected ? kSpillSuspected : 0u), r.dx_start, r.value});
+  push(event);
 }
 
 // The rows of one file's records, fed in order (in chunks); emit(row) per event. Throws std::runtime_error on
