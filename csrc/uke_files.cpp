@@ -46,7 +46,6 @@ struct Merger {
   BucketFiles* buckets = nullptr;
   std::vector<uint32_t> key_bucket;    // global key id -> bucket (with `buckets`)
   FlatFingerprintIds prints_utf8 = {}, prints_cp932 = {};  // with `buckets`: the keys' fingerprints, not the keys
-  int32_t n_keys = 0;
 
   template <class K, class F>
   static int32_t intern(std::unordered_map<K, int32_t>& map, const K& k, F&& push) {
@@ -67,9 +66,8 @@ struct Merger {
     for (std::string& k : f.keys) {
       bool added;
       if (buckets) {  // the key's subject_id and bucket are all that is kept of it
-        key_map.push_back(prints.find_or_add(k, n_keys, added));
+        key_map.push_back(prints.find_or_add(k, static_cast<int32_t>(out.key_sid.size()), added));
         if (!added) continue;
-        ++n_keys;
         const int64_t sid = spec->subject_id(k, f.utf8);
         out.key_sid.push_back(sid);
         key_bucket.push_back(static_cast<uint32_t>(bucket_of_subject(sid, buckets->size())));
