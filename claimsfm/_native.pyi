@@ -1,5 +1,4 @@
-"""claimsfm._native: the compiled core (csrc/bindings.cpp, csrc/bind_ingest.cpp, csrc/bind_data.cpp,
-csrc/bind_pool.cpp).
+"""claimsfm._native: the compiled core (csrc/bindings.cpp, csrc/bind_ingest.cpp, csrc/bind_data.cpp).
 
 Load it through `claimsfm.native.native()`, which checks ABI_VERSION. Array arguments are converted
 to C-contiguous arrays of the stated dtype; results are new numpy arrays. Shapes: n subjects, N events
@@ -143,33 +142,3 @@ def mlm_batch_key(seed: int, epoch: int, step: int) -> int:
 def mlm_mask(input_ids: npt.ArrayLike, cu_seqlens: npt.ArrayLike, key: int, vocab_size: int, mask_prob: float, /
              ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
     """(masked input_ids (T,) int32, labels (T,) int64, -100 where not a target) of a flat batch."""
-
-
-# ---------------------------------------------------------------------------------------- block pool
-
-
-class PoolStats(TypedDict):
-    mapped_bytes: int       # held from the OS now, in use or cached
-    cached_bytes: int       # of which freed and waiting for reuse
-    peak_mapped_bytes: int
-    maps: int
-    reuses: int
-    unmaps: int
-    cache_limit: int
-
-
-def numpy_pool(on: bool) -> None:
-    """numpy arrays allocated from now on in this thread (context) take their memory from the block pool
-    (csrc/block_pool.hpp; on) or from numpy's default allocator (off)."""
-
-
-def pool_stats() -> PoolStats:
-    """The block pool's counters."""
-
-
-def pool_trim() -> None:
-    """Unmap every cached block of the block pool."""
-
-
-def pool_cache_limit(bytes: int) -> None:
-    """Keep at most this many freed bytes mapped for reuse (the oldest beyond it are unmapped now)."""

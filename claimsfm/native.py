@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from claimsfm.errors import ClaimsfmError
 
-ABI_VERSION = 6
+ABI_VERSION = 5
 _REBUILD = "rebuild it with `pip install --no-build-isolation -e .`"
 
 

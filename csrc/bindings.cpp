@@ -1,5 +1,5 @@
-// The module claimsfm._native: plain C++17 core in csrc/*.hpp, bindings in bind_ingest.cpp,
-// bind_data.cpp and bind_pool.cpp (each converts arguments, releases the GIL around the core, returns numpy arrays).
+// The module claimsfm._native: plain C++17 core in csrc/*.hpp, bindings in bind_ingest.cpp and
+// bind_data.cpp (each converts arguments, releases the GIL around the core, returns numpy arrays).
 // Only bindings.cpp, bind_*.cpp and bind_numpy.hpp see pybind11. claimsfm/_native.pyi describes
 // every binding and its result keys.
 #include <string>
@@ -19,5 +19,4 @@ PYBIND11_MODULE(_native, m) {
   }
   claimsfm_bind::bind_ingest(m);
   claimsfm_bind::bind_data(m);
-  claimsfm_bind::bind_pool(m);
 }

@@ -28,7 +28,7 @@ int64_t day_us(int32_t day) {
 // the sort needs; reading a bucket whole into a fresh buffer instead was slower and raised the peak RSS).
 template <typename Emit>
 void each_row(const std::vector<std::string>& paths, Emit&& emit) {
-  pool::vector<SpillRecord> chunk(1 << 15);
+  std::vector<SpillRecord> chunk(1 << 15);
   for (const std::string& path : paths) {
     std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
     if (!f) throw std::runtime_error("cannot open " + path);
@@ -75,8 +75,8 @@ BucketEvents bucket_events_of(Each&& each, const BucketTables& t) {
   // index in a map of the bucket's keys, looked up once per run of rows of one key (a spill context): a table
   // over all of the corpus's keys, cleared per bucket, cost O(patients) per bucket, O(patients x buckets) in all.
   FlatI64Map local(4096);
-  pool::vector<int32_t> keys;  // bucket-sized vectors come from the block pool
-  pool::vector<int64_t> key_rows;
+  std::vector<int32_t> keys;
+  std::vector<int64_t> key_rows;
   int64_t n = 0;
   int32_t last_key = -1, last_local = -1;
   auto local_of = [&](int32_t key) -> int32_t {
@@ -100,13 +100,13 @@ BucketEvents bucket_events_of(Each&& each, const BucketTables& t) {
     ++n;
   });
   // Subjects: the keys ordered by subject_id (two keys may share one, e.g. full-width digits).
-  pool::vector<int32_t> by_sid(keys.size());
+  std::vector<int32_t> by_sid(keys.size());
   std::iota(by_sid.begin(), by_sid.end(), 0);
   std::sort(by_sid.begin(), by_sid.end(), [&](int32_t a, int32_t b) {
     return std::make_pair(t.key_sid[keys[a]], a) < std::make_pair(t.key_sid[keys[b]], b);
   });
-  pool::vector<int64_t> sids, start(1, 0);
-  pool::vector<int32_t> subject_of(keys.size());
+  std::vector<int64_t> sids, start(1, 0);
+  std::vector<int32_t> subject_of(keys.size());
   for (int32_t k : by_sid) {
     const int64_t sid = t.key_sid[keys[k]];
     if (sids.empty() || sids.back() != sid) {
@@ -117,9 +117,9 @@ BucketEvents bucket_events_of(Each&& each, const BucketTables& t) {
     start.back() += key_rows[k];
   }
   // Pass 2: rows grouped by subject, each subject's in input order (a stable counting sort).
-  pool::vector<SpillRow> grouped(static_cast<size_t>(n));
+  std::vector<SpillRow> grouped(static_cast<size_t>(n));
   {
-    pool::vector<int64_t> fill(start.begin(), start.end() - 1);
+    std::vector<int64_t> fill(start.begin(), start.end() - 1);
     last_key = -1;
     int32_t subject = 0;
     int64_t i = 0;

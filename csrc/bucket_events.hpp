@@ -7,8 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "block_pool.hpp"
-
 namespace claimsfm {
 
 // Per code id: how the once-only rules of design.md §3.1 treat it.
@@ -28,10 +26,10 @@ struct SpillRow;
 
 // The columns of events.EventTable; a missing day (INT32_MIN in a SpillRow) is INT64_MIN microseconds.
 struct BucketEvents {
-  pool::vector<int64_t> subject, time_us, dx_start_us;  // bucket-sized: from the block pool
-  pool::vector<int32_t> code, facility;
-  pool::vector<float> value;
-  pool::vector<uint8_t> suspected;  // 0 or 1
+  std::vector<int64_t> subject, time_us, dx_start_us;
+  std::vector<int32_t> code, facility;
+  std::vector<float> value;
+  std::vector<uint8_t> suspected;  // 0 or 1
 };
 
 // The rows of a bucket, read from `paths` in order: keep the first diagnosis per (subject, code, suspected) and one

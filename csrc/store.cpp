@@ -70,7 +70,7 @@ void order_events(const int64_t* subject, const int32_t* day, const int32_t* fac
                   const uint8_t* inpatient, int64_t n, int64_t n_subjects, int64_t* order, int32_t* visit,
                   uint8_t* visit_inpatient) {
   // Counting sort by subject (stable), then each subject's slice on its own.
-  pool::vector<int64_t> start(static_cast<size_t>(n_subjects) + 1, 0);
+  std::vector<int64_t> start(static_cast<size_t>(n_subjects) + 1, 0);
   for (int64_t i = 0; i < n; ++i) {
     if (subject[i] < 0 || subject[i] >= n_subjects) {
       throw std::invalid_argument("event " + std::to_string(i) + ": subject index out of range");
@@ -78,7 +78,7 @@ void order_events(const int64_t* subject, const int32_t* day, const int32_t* fac
     ++start[subject[i] + 1];
   }
   for (int64_t s = 0; s < n_subjects; ++s) start[s + 1] += start[s];
-  pool::vector<int64_t> fill(start.begin(), start.end() - 1);
+  std::vector<int64_t> fill(start.begin(), start.end() - 1);
   for (int64_t i = 0; i < n; ++i) order[fill[subject[i]]++] = i;
   Scratch scratch;
   for (int64_t s = 0; s < n_subjects; ++s) {
@@ -103,10 +103,10 @@ StoreRows store_rows(const int64_t* subject, const int64_t* time_us, const int32
                      uint8_t flag_suspected, uint8_t flag_inpatient) {
   constexpr int64_t kNoTime = std::numeric_limits<int64_t>::min();
   StoreRows r;
-  pool::vector<int64_t> sid, ev;  // per event: local subject index and row (bucket-sized: the block pool)
-  pool::vector<int32_t> day, fac, rank;
-  pool::vector<uint8_t> inp;
-  pool::vector<int64_t> sex_pair;  // per subject: the last sex_codes pair seen, -1 none
+  std::vector<int64_t> sid, ev;  // per event: local subject index and row
+  std::vector<int32_t> day, fac, rank;
+  std::vector<uint8_t> inp;
+  std::vector<int64_t> sex_pair;  // per subject: the last sex_codes pair seen, -1 none
   for (int64_t i = 0; i < n; ++i) {
     if (code[i] < 0 || code[i] >= n_codes || facility[i] < -1 || facility[i] >= n_facilities) {
       throw std::invalid_argument("event " + std::to_string(i) + ": code or facility id out of range");
@@ -146,9 +146,9 @@ StoreRows store_rows(const int64_t* subject, const int64_t* time_us, const int32
     if (sex_pair[s] >= 0) r.sex[s] = sex_codes[sex_pair[s]].second;
   }
   const auto k = static_cast<int64_t>(ev.size());
-  pool::vector<int64_t> order(static_cast<size_t>(k));
-  pool::vector<int32_t> visit(static_cast<size_t>(k));
-  pool::vector<uint8_t> visit_inpatient(static_cast<size_t>(k));
+  std::vector<int64_t> order(static_cast<size_t>(k));
+  std::vector<int32_t> visit(static_cast<size_t>(k));
+  std::vector<uint8_t> visit_inpatient(static_cast<size_t>(k));
   order_events(sid.data(), day.data(), fac.data(), rank.data(), inp.data(), k, static_cast<int64_t>(r.ids.size()),
                order.data(), visit.data(), visit_inpatient.data());
   r.code.resize(k);

@@ -9,8 +9,6 @@
 #include <utility>
 #include <vector>
 
-#include "block_pool.hpp"
-
 namespace claimsfm {
 
 // Inputs (n,): subject (local index in [0, n_subjects)), day (days since epoch), facility (id, -1
@@ -29,12 +27,12 @@ void order_events(const int64_t* subject, const int32_t* day, const int32_t* fac
 // birth, ordered and numbered into visits by order_events; flags are flag_suspected | flag_inpatient; each
 // event's code is written as its code's rank (which is the store's final code id when every code has events).
 struct StoreRows {
-  pool::vector<int64_t> ids, counts;                // per subject (m,); all from the block pool
-  pool::vector<int32_t> birth_day, death_day;        // per subject, -1 = unknown
-  pool::vector<int8_t> sex;                          // per subject, 0 = unknown
-  pool::vector<int32_t> code, day, visit;            // per event (k,), in store order; code: its rank
-  pool::vector<uint8_t> flags;
-  pool::vector<float> value;
+  std::vector<int64_t> ids, counts;                 // per subject (m,)
+  std::vector<int32_t> birth_day, death_day;        // per subject, -1 = unknown
+  std::vector<int8_t> sex;                          // per subject, 0 = unknown
+  std::vector<int32_t> code, day, visit;            // per event (k,), in store order; code: its rank
+  std::vector<uint8_t> flags;
+  std::vector<float> value;
   int32_t day_min = 0, day_max = -1;               // over the events (day_max < day_min: none)
 };
 

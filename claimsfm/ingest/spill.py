@@ -118,23 +118,6 @@ def configure_malloc() -> None:
         pass
 
 
-@contextmanager
-def pooled():
-    """numpy arrays allocated in this thread while the block runs take their memory from the block pool
-    (csrc/block_pool.hpp, which the C++ bucket sort and store rows use too; worker threads switch it on for
-    themselves); at the end, numpy's own allocator again and the pool's cached blocks unmapped. Arrays made
-    in the block stay valid after it and return to the pool when freed."""
-    from claimsfm.native import native
-
-    lib = native()
-    lib.numpy_pool(True)
-    try:
-        yield
-    finally:
-        lib.numpy_pool(False)
-        lib.pool_trim()
-
-
 def trim_heap() -> None:
     """Give the free pages inside glibc's heaps back to the OS (malloc_trim): the parser's key strings and
     each bucket's small arrays leave free holes that otherwise stay resident. No-op off glibc."""
@@ -144,9 +127,6 @@ def trim_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
-    from claimsfm.native import native
-
-    native().pool_trim()  # and the block pool's cached blocks
 
 
 def events_per_bucket(memory: int, workers: int, shard_rows: int = 0, n_events: int = 0, cap: bool = True) -> int:
@@ -415,16 +395,14 @@ def sort_and_write(buckets: list[list[Path]], key_sid, code_names, facility_name
     else None) on `threads` threads (numpy, Arrow and order_events release the GIL); write them in order."""
 
     totals = Totals(len(code_names))
-    from claimsfm.native import native
 
     def prepare(paths):  # all of a bucket's work that does not depend on the buckets before it
         t = bucket_table(paths, key_sid, code_names, facility_names)
         rows = store.prepare(t) if store is not None else None  # first: its temporaries are gone before the
         part = totals.part(t)                                    # split pieces copy the bucket
         return writer.pieces(t), rows, part
-    with pooled(), ThreadPoolExecutor(max_workers=max(1, threads), initializer=native().numpy_pool,
-                                      initargs=(True,)) as pool, bar(len(buckets), "sort+write", "bucket",
-                                                                     progress) as pb:
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool, bar(len(buckets), "sort+write", "bucket",
+                                                                       progress) as pb:
         pending = []
         for paths in buckets:
             pending.append(pool.submit(prepare, paths))

@@ -106,11 +106,11 @@ static void test_store_rows() {
   const int64_t code_rank[] = {2, 4, 3, 1, 0}, fac_rank[] = {1, 0};
   const std::vector<std::pair<int32_t, int8_t>> sex = {{1, 1}, {2, 2}};
   StoreRows r = store_rows(subject, time, code, fac, susp, value, 8, code_rank, 5, fac_rank, 2, 0, -1, 3, sex, 1, 2);
-  CHECK((r.ids == pool::vector<int64_t>{3, 9}) && (r.counts == pool::vector<int64_t>{2, 1}));
+  CHECK((r.ids == std::vector<int64_t>{3, 9}) && (r.counts == std::vector<int64_t>{2, 1}));
   CHECK(r.sex[0] == 2 && r.sex[1] == 1);  // SEX//F (the later pair) wins although its row comes first
   CHECK(r.birth_day[0] == 5 && r.birth_day[1] == 7 && r.death_day[0] == -1);
-  CHECK((r.day == pool::vector<int32_t>{-2, 5, 7}) && (r.code == pool::vector<int32_t>{1, 0, 0}));  // ranks
-  CHECK((r.flags == pool::vector<uint8_t>{2, 1, 0}) && r.value[0] == 2.5f && r.day_min == -2 && r.day_max == 7);
+  CHECK((r.day == std::vector<int32_t>{-2, 5, 7}) && (r.code == std::vector<int32_t>{1, 0, 0}));  // ranks
+  CHECK((r.flags == std::vector<uint8_t>{2, 1, 0}) && r.value[0] == 2.5f && r.day_min == -2 && r.day_max == 7);
   bool threw = false;
   try {
     const int64_t unsorted[] = {9, 3, 3, 3, 3, 3, 3, 3};

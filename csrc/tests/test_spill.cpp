@@ -226,10 +226,10 @@ static void test_bucket_events() {
   };
   BucketEvents e = bucket_events(rows.data(), static_cast<int64_t>(rows.size()), tables);
   const int64_t us = 86'400'000'000LL, nt = std::numeric_limits<int64_t>::min();
-  const pool::vector<int64_t> subject = {10, 50, 50, 50, 50, 50, 50};
-  const pool::vector<int64_t> time = {30 * us, nt, 10 * us, 12 * us, 12 * us, 12 * us, 12 * us};
-  const pool::vector<int32_t> code = {3, 2, 0, 0, 1, 1, 1};
-  const pool::vector<int32_t> facility = {0, -1, 1, 0, 1, 0, 0};
+  const std::vector<int64_t> subject = {10, 50, 50, 50, 50, 50, 50};
+  const std::vector<int64_t> time = {30 * us, nt, 10 * us, 12 * us, 12 * us, 12 * us, 12 * us};
+  const std::vector<int32_t> code = {3, 2, 0, 0, 1, 1, 1};
+  const std::vector<int32_t> facility = {0, -1, 1, 0, 1, 0, 0};
   CHECK(e.subject == subject && e.time_us == time && e.code == code && e.facility == facility);
   CHECK(e.dx_start_us.size() == 7 && e.dx_start_us[0] == nt);  // NO_TIME sorts before day 29
   CHECK(e.suspected.size() == 7 && e.suspected[3] == 1 && e.suspected[2] == 0);

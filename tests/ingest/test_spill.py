@@ -407,40 +407,6 @@ def test_store_rows_match_numpy(tmp_path):
     assert set(a["sex"].tolist()) == {1, 2} and (a["birth_day"] >= -400).all() and (a["death_day"] >= 0).any()
 
 
-def test_numpy_arrays_from_the_block_pool():
-    """spill.pooled(): numpy arrays made inside it (in this thread, and in worker threads that switch the pool on)
-    take their memory from the block pool (csrc/block_pool.hpp) and stay valid after it; np.zeros on a reused
-    block is zero; ndarray.resize (realloc) keeps the values; outside it numpy's own allocator again; once the
-    arrays are freed and the pool trimmed, nothing stays mapped."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    try:
-        from numpy._core.multiarray import get_handler_name
-    except ImportError:  # numpy 1.x
-        from numpy.core.multiarray import get_handler_name
-    _native.pool_trim()
-    before = _native.pool_stats()
-    with spill.pooled():
-        assert get_handler_name() == "claimsfm_block_pool"
-        a = np.ones(1 << 20)  # 8 MiB
-        del a
-        b = np.zeros((1 << 20) - 1000)  # the same size class: the freed block again, zeroed
-        assert _native.pool_stats()["reuses"] == before["reuses"] + 1 and not b.any()
-        c = np.arange(100_000, dtype=np.int64)
-        c.resize(3_000_000, refcheck=False)
-        assert np.array_equal(c[:100_000], np.arange(100_000)) and not c[100_000:].any()
-        with ThreadPoolExecutor(1, initializer=_native.numpy_pool, initargs=(True,)) as pool:
-            d = pool.submit(np.full, 200_000, 3.0).result()
-        stats = _native.pool_stats()
-        assert stats["mapped_bytes"] - stats["cached_bytes"] >= b.nbytes + c.nbytes + d.nbytes
-    assert get_handler_name() == "default_allocator" and get_handler_name(np.ones(1 << 20)) == "default_allocator"
-    assert {get_handler_name(x) for x in (b, c, d)} == {"claimsfm_block_pool"}
-    assert not b.any() and c[99_999] == 99_999 and d.sum() == 600_000.0
-    del b, c, d
-    _native.pool_trim()
-    assert _native.pool_stats()["mapped_bytes"] == before["mapped_bytes"] == 0
-
-
 def test_cli_stage_table_and_memory_flag(cli, tmp_path):
     out = tmp_path / "out"
     res = cli("ingest", FIXTURES / "good", "--out", out, "--min-count", "1", "--no-progress", "--memory-limit", "256M",
