@@ -15,16 +15,87 @@ namespace {
 struct Ev { int32_t month, fac, day; int64_t i; };
 struct Group { int32_t first_day, fac; int64_t begin, end; bool inpatient; };
 
+struct MonthGroup { int32_t first_day, fac; bool inpatient; int32_t visit; };
+
 // Scratch space reused across the subjects of one call (no allocation per subject).
 struct Scratch {
   std::vector<Ev> ev;
   std::vector<Group> groups;
   std::vector<int64_t> rank;
+  std::vector<MonthGroup> month;
 };
+
+constexpr size_t kMaxMonthGroups = 16;  // facilities in one month of one subject, beyond which the sorted path gives up
+
+// Whether a subject's events (in input order) are in (day, code) order, as ingest's total order leaves them.
+bool day_code_sorted(const int64_t* idx, int64_t k, const int32_t* day, const int32_t* code) {
+  for (int64_t j = 1; j < k; ++j) {
+    const int32_t d0 = day[idx[j - 1]], d1 = day[idx[j]];
+    if (d1 < d0 || (d1 == d0 && code[idx[j]] < code[idx[j - 1]])) return false;
+  }
+  return true;
+}
+
+// order_subject for (day, code)-ordered events, with what that order gives for free: a visit is a (month,
+// facility) group, numbered by (first day, facility) within each month in turn (a later month's groups start
+// later); within a day the events are in (code, input) order already, so the final (day, visit, code, input)
+// order only needs each day with several visits stably ordered by visit. False (nothing to undo: the general
+// path rewrites every output) when a month has more than kMaxMonthGroups facilities.
+bool order_subject_sorted(int64_t* idx, int64_t k, const int32_t* day, const int32_t* facility,
+                          const uint8_t* inpatient, int32_t* visit, uint8_t* visit_inpatient, Scratch& scratch) {
+  std::vector<MonthGroup>& gs = scratch.month;
+  auto group_of = [&gs](int32_t fac) -> MonthGroup* {
+    for (MonthGroup& g : gs) {
+      if (g.fac == fac) return &g;
+    }
+    return nullptr;
+  };
+  int32_t next_visit = 0, last_day = 0, last_month = month_index_of_day(0);
+  auto month_of = [&](int32_t d) {
+    if (d != last_day) last_month = month_index_of_day(last_day = d);
+    return last_month;
+  };
+  for (int64_t a = 0, b; a < k; a = b) {
+    const int32_t month = month_of(day[idx[a]]);
+    gs.clear();
+    for (b = a; b < k && month_of(day[idx[b]]) == month; ++b) {
+      const int64_t i = idx[b];
+      MonthGroup* g = group_of(facility[i]);
+      if (!g) {
+        if (gs.size() == kMaxMonthGroups) return false;
+        gs.push_back({day[i], facility[i], false, 0});
+        g = &gs.back();
+      }
+      g->inpatient |= inpatient[i] != 0;
+    }
+    std::sort(gs.begin(), gs.end(), [](const MonthGroup& x, const MonthGroup& y) {
+      return std::tie(x.first_day, x.fac) < std::tie(y.first_day, y.fac);
+    });
+    for (MonthGroup& g : gs) g.visit = next_visit++;
+    for (int64_t j = a; j < b; ++j) {
+      const MonthGroup* g = group_of(facility[idx[j]]);
+      visit[idx[j]] = g->visit;
+      visit_inpatient[idx[j]] = g->inpatient ? 1 : 0;
+    }
+  }
+  for (int64_t a = 0, b; a < k; a = b) {
+    bool several = false;
+    for (b = a + 1; b < k && day[idx[b]] == day[idx[a]]; ++b) several |= visit[idx[b]] != visit[idx[a]];
+    if (several) {
+      std::stable_sort(idx + a, idx + b, [visit](int64_t x, int64_t y) { return visit[x] < visit[y]; });
+    }
+  }
+  return true;
+}
 
 // Events of one subject (indices into the shard, in input order) -> visits, then the final order.
 void order_subject(int64_t* idx, int64_t k, const int32_t* day, const int32_t* facility, const int32_t* code,
-                   const uint8_t* inpatient, int32_t* visit, uint8_t* visit_inpatient, Scratch& scratch) {
+                   const uint8_t* inpatient, int32_t* visit, uint8_t* visit_inpatient, Scratch& scratch,
+                   bool allow_sorted) {
+  if (allow_sorted && day_code_sorted(idx, k, day, code) &&
+      order_subject_sorted(idx, k, day, facility, inpatient, visit, visit_inpatient, scratch)) {
+    return;
+  }
   // Group by (month, facility); within a group the first day is the group's smallest day.
   std::vector<Ev>& ev = scratch.ev;
   ev.resize(static_cast<size_t>(k));
@@ -68,7 +139,7 @@ void order_subject(int64_t* idx, int64_t k, const int32_t* day, const int32_t* f
 
 void order_events(const int64_t* subject, const int32_t* day, const int32_t* facility, const int32_t* code,
                   const uint8_t* inpatient, int64_t n, int64_t n_subjects, int64_t* order, int32_t* visit,
-                  uint8_t* visit_inpatient) {
+                  uint8_t* visit_inpatient, bool allow_sorted) {
   // Counting sort by subject (stable), then each subject's slice on its own.
   std::vector<int64_t> start(static_cast<size_t>(n_subjects) + 1, 0);
   for (int64_t i = 0; i < n; ++i) {
@@ -83,7 +154,7 @@ void order_events(const int64_t* subject, const int32_t* day, const int32_t* fac
   Scratch scratch;
   for (int64_t s = 0; s < n_subjects; ++s) {
     order_subject(order + start[s], start[s + 1] - start[s], day, facility, code, inpatient, visit, visit_inpatient,
-                  scratch);
+                  scratch, allow_sorted);
   }
 }
 

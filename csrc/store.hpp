@@ -2,7 +2,10 @@
 //
 // A visit is one month at one facility. A subject's visits are numbered 0, 1, ... in order of their
 // first day, ties broken by facility id; events are then ordered by (subject, day, visit, code,
-// input position). The per-subject sorts make this O(N log k) for subjects of k events.
+// input position). The per-subject sorts make this O(N log k) for subjects of k events; a subject whose events
+// come in (day, code) order, as ingest's total order leaves them, takes a path without them (one pass per month
+// for the visits, a stable sort only of days with several visits), compared with the general one in
+// csrc/tests/test_data.cpp.
 // claimsfm/data/reference.py holds the numpy twin (lexsorts over the whole shard).
 #pragma once
 #include <cstdint>
@@ -15,9 +18,11 @@ namespace claimsfm {
 // when unknown), code (raw code id), inpatient (1 for a JPVISIT//INPATIENT event).
 // Outputs: order (n,) the sorted permutation; visit (n,) and visit_inpatient (n,) per input event.
 // Throws std::invalid_argument on a subject index out of range.
+// `allow_sorted` false: every subject through the general path (sorts by (month, facility, day) and by
+// (day, visit, code)), the twin of the path for subjects whose events are in (day, code) order already.
 void order_events(const int64_t* subject, const int32_t* day, const int32_t* facility, const int32_t* code,
                   const uint8_t* inpatient, int64_t n, int64_t n_subjects, int64_t* order, int32_t* visit,
-                  uint8_t* visit_inpatient);
+                  uint8_t* visit_inpatient, bool allow_sorted = true);
 
 // The token store rows of one bucket of the out-of-core ingest (claimsfm/data/stream.py; its numpy twin is
 // StoreWriter.prepare_numpy). Inputs (n,) are an events.EventTable sorted by subject: subject ids, time_us

@@ -57,7 +57,7 @@ class ShardWriter:
             mine = per_subject == code
             if mine.any():
                 starts = np.cumsum(counts[mine]) - counts[mine]  # where each of its subjects starts in the piece
-                out.append((code, t.take(np.flatnonzero(codes == code)), starts))
+                out.append((code, t.take(codes == code), starts))  # a mask: numpy copies it faster than indices
         return out
 
     def add_pieces(self, pieces: list) -> None:

@@ -1,9 +1,13 @@
 // Plain C++ checks of the sequence builder, packer and masking (CTest; also under ASan/UBSan).
 // The exhaustive comparisons against the Python twins live in tests/data/.
+#include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstdint>
 #include <cstdlib>
+#include <random>
 #include <stdexcept>
+#include <tuple>
 #include <vector>
 
 #include "common.hpp"
@@ -94,6 +98,54 @@ static void test_order_events() {
   CHECK(inp[2] == 1 && inp[1] == 0 && inp[4] == 0);
 }
 
+// The path for (day, code)-ordered subjects against the general one (allow_sorted = false), on subjects in that
+// order: several facilities in a month and on one day, inpatient flags, months of up to 20 facilities (beyond
+// kMaxMonthGroups the sorted path falls back), subjects interleaved in the input, and unordered subjects.
+static void test_order_events_sorted_path() {
+  std::mt19937_64 rng(11);
+  for (int round = 0; round < 200; ++round) {
+    const int64_t n_subjects = 1 + static_cast<int64_t>(rng() % 6);
+    std::vector<std::vector<std::array<int32_t, 4>>> per(static_cast<size_t>(n_subjects));  // day, fac, code, inp
+    for (auto& ev : per) {
+      const int n_fac = 1 + static_cast<int>(rng() % (round % 10 == 0 ? 24 : 4));
+      const int k = static_cast<int>(rng() % 60);
+      for (int j = 0; j < k; ++j) {
+        ev.push_back({18000 + static_cast<int32_t>(rng() % 90), static_cast<int32_t>(rng() % n_fac) - 1,
+                      static_cast<int32_t>(rng() % 7), static_cast<int32_t>(rng() % 5 == 0)});
+      }
+      if (rng() % 8) {
+        std::sort(ev.begin(), ev.end(), [](const auto& a, const auto& b) {
+          return std::tie(a[0], a[2]) < std::tie(b[0], b[2]);
+        });
+      }
+    }
+    std::vector<int64_t> subject;
+    std::vector<int32_t> day, fac, code;
+    std::vector<uint8_t> inp;
+    std::vector<size_t> next(per.size(), 0);
+    for (bool left = true; left;) {  // interleave the subjects, each in its own order
+      left = false;
+      for (size_t s = 0; s < per.size(); ++s) {
+        if (next[s] < per[s].size() && rng() % 2) {
+          const auto& e = per[s][next[s]++];
+          subject.push_back(static_cast<int64_t>(s));
+          day.push_back(e[0]), fac.push_back(e[1]), code.push_back(e[2]), inp.push_back(static_cast<uint8_t>(e[3]));
+        }
+        left |= next[s] < per[s].size();
+      }
+    }
+    const int64_t n = static_cast<int64_t>(subject.size());
+    std::vector<int64_t> o1(subject.size()), o2(subject.size());
+    std::vector<int32_t> v1(subject.size()), v2(subject.size());
+    std::vector<uint8_t> i1(subject.size()), i2(subject.size());
+    order_events(subject.data(), day.data(), fac.data(), code.data(), inp.data(), n, n_subjects, o1.data(),
+                 v1.data(), i1.data(), true);
+    order_events(subject.data(), day.data(), fac.data(), code.data(), inp.data(), n, n_subjects, o2.data(),
+                 v2.data(), i2.data(), false);
+    CHECK(o1 == o2 && v1 == v2 && i1 == i2);
+  }
+}
+
 static void test_store_rows() {
   // Codes: 0 MEDS_BIRTH, 1 SEX//M, 2 SEX//F, 3 JPVISIT//INPATIENT, 4 JPDX (rank order 4 < 3 < 0 < 2 < 1).
   const int64_t us = 86'400'000'000LL, none = INT64_MIN;
@@ -123,6 +175,7 @@ static void test_store_rows() {
 
 int main() {
   test_order_events();
+  test_order_events_sorted_path();
   test_store_rows();
   test_sequences();
   test_pack();
