@@ -34,7 +34,6 @@ class ShardWriter:
         for folder in self.folders:
             folder.mkdir(parents=True, exist_ok=True)
         self.pending: list[list[EventTable]] = [[] for _ in SPLITS]
-        self.starts: list[list[np.ndarray]] = [[] for _ in SPLITS]  # subject starts of each pending piece
         self.rows = [0] * len(SPLITS)
         self.shards = [0] * len(SPLITS)
         self.counts = {name: 0 for name in SPLITS}
@@ -43,8 +42,8 @@ class ShardWriter:
         self.add_pieces(self.pieces(t))
 
     def pieces(self, t: EventTable) -> list:
-        """A piece's rows of each split, with their subject starts: (split code, EventTable, starts) for the
-        non-empty splits. Reads no state, so worker threads call it; `add_pieces` then appends in order."""
+        """A piece's rows of each split: (split code, EventTable) for the non-empty splits. Reads no state, so
+        worker threads call it; `add_pieces` then appends in order."""
         s = t.subject  # sorted: a split per subject, looked up once per subject and not once per row
         if not len(s):
             return []
@@ -54,16 +53,13 @@ class ShardWriter:
         codes = np.repeat(per_subject, counts)
         out = []
         for code in range(len(SPLITS)):
-            mine = per_subject == code
-            if mine.any():
-                starts = np.cumsum(counts[mine]) - counts[mine]  # where each of its subjects starts in the piece
-                out.append((code, t.take(codes == code), starts))  # a mask: numpy copies it faster than indices
+            if (per_subject == code).any():
+                out.append((code, t.take(codes == code)))  # a mask: numpy copies it faster than indices
         return out
 
     def add_pieces(self, pieces: list) -> None:
-        for code, table, starts in pieces:
+        for code, table in pieces:
             self.pending[code].append(table)
-            self.starts[code].append(starts + self.rows[code])
             self.rows[code] += len(table)
             self.counts[SPLITS[code]] += int(len(table))
             self._cut(code, final=False)
@@ -82,20 +78,35 @@ class ShardWriter:
         while len(self.writing) > keep:
             self.writing.pop(0).result()  # re-raises a failed write
 
+    def _subject_start(self, code: int, at: int) -> int | None:
+        """The first subject start at or past row `at` of the split's pending rows, or None when no row there or after
+        starts one (a start at the very end is known only once the next piece or the end comes). Pieces hold whole
+        subjects, sorted: a piece starts a subject, and inside one the next start is where its subject_id changes."""
+        offset = 0
+        for i, piece in enumerate(self.pending[code]):
+            n = len(piece)
+            if at < offset + n:
+                j = at - offset
+                s = piece.subject
+                if j == 0 or s[j] != s[j - 1]:
+                    return at
+                k = int(np.searchsorted(s, s[j], side="right"))
+                if k < n:
+                    return offset + k
+                return offset + n if i + 1 < len(self.pending[code]) else None
+            offset += n
+        return None
+
     def _cut(self, code: int, final: bool) -> None:
-        """Write every complete shard: it ends at the first subject start at or past shard_rows
-        (a start at the very end of the pending rows is known only once the next piece or the end comes)."""
+        """Write every complete shard: it ends at the first subject start at or past shard_rows."""
         while self.rows[code]:
             if not final and self.rows[code] <= self.shard_rows:
-                return  # no subject starts at or past shard_rows yet (spares the join below on every piece)
-            starts = np.concatenate(self.starts[code])
-            i = np.searchsorted(starts, self.shard_rows)
-            if i < len(starts):
-                end = int(starts[i])
-            elif final:
+                return  # no subject starts at or past shard_rows yet
+            end = self._subject_start(code, self.shard_rows)
+            if end is None:
+                if not final:
+                    return
                 end = self.rows[code]
-            else:
-                return
             head, rest, at = [], [], 0  # the pieces split at `end`; slices are views, nothing is copied here
             for piece in self.pending[code]:
                 if at + len(piece) <= end:
@@ -115,7 +126,6 @@ class ShardWriter:
             self.shards[code] += 1
             self.rows[code] -= end
             self.pending[code] = rest
-            self.starts[code] = [starts[starts >= end] - end] if self.rows[code] else []
 
 
 def concat_tables(tables: list[EventTable]) -> EventTable:

@@ -360,9 +360,12 @@ def bucket_table_numpy(paths: list[Path], key_sid: np.ndarray, code_names: list,
 class Totals:
     """What the summary and metadata need from the whole table, summed over buckets."""
 
-    def __init__(self, n_codes: int):
+    def __init__(self, n_codes: int, max_subjects: int = 0):
         self.per_code = np.zeros(n_codes, np.int64)
-        self.subjects: list[np.ndarray] = []
+        # The sorted subject_ids, in one array for the whole corpus filled bucket by bucket: a small array kept per
+        # bucket lived to the end between the buckets' large arrays and pinned holes in the heap.
+        self.subjects = np.empty(max_subjects, np.int64)
+        self.n_subjects = 0
         self.events = 0
         self.unused: dict = {"static_rows_not_tokens": {}, "text_values": 0, "events_with_time_of_day": 0}
 
@@ -376,14 +379,20 @@ class Totals:
         n, per_code, subjects, u = part
         self.events += n
         self.per_code += per_code
-        self.subjects.append(subjects)
+        k = len(subjects)
+        if self.n_subjects + k > len(self.subjects):  # not with max_subjects = the number of patient keys
+            grown = np.empty(2 * (self.n_subjects + k), np.int64)
+            grown[:self.n_subjects] = self.subjects[:self.n_subjects]
+            self.subjects = grown
+        self.subjects[self.n_subjects:self.n_subjects + k] = subjects
+        self.n_subjects += k
         for code, k in u["static_rows_not_tokens"].items():
             self.unused["static_rows_not_tokens"][code] = self.unused["static_rows_not_tokens"].get(code, 0) + k
         for name in ("text_values", "events_with_time_of_day"):
             self.unused[name] += u[name]
 
     def all_subjects(self) -> np.ndarray:
-        return np.concatenate(self.subjects) if self.subjects else np.zeros(0, np.int64)
+        return self.subjects[:self.n_subjects]
 
     def unused_by_store(self) -> dict:
         return {**self.unused, "static_rows_not_tokens": dict(sorted(self.unused["static_rows_not_tokens"].items()))}
@@ -394,7 +403,7 @@ def sort_and_write(buckets: list[list[Path]], key_sid, code_names, facility_name
     """Prepare buckets (each its spill files; and their token store rows, with a data.stream.StoreWriter `store`,
     else None) on `threads` threads (numpy, Arrow and order_events release the GIL); write them in order."""
 
-    totals = Totals(len(code_names))
+    totals = Totals(len(code_names), len(key_sid))
 
     def prepare(paths):  # all of a bucket's work that does not depend on the buckets before it
         t = bucket_table(paths, key_sid, code_names, facility_names)
