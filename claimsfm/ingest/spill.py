@@ -412,8 +412,8 @@ def sort_and_write(buckets: list[list[Path]], key_sid, code_names, facility_name
         return writer.pieces(t), rows, part
     # Buckets submitted and not yet written: one per thread (while the main thread writes the oldest, the others
     # prepare theirs and its own worker waits; parquet's writer thread and the appends keep the cores busy). One
-    # more in flight, as until session 10, raised the 2 GB peak by ~20 MB (a third bucket's arrays in the heap)
-    # for ~0.3 s less wall; a single thread keeps two, so that preparing and writing overlap. (The memory limit is
+    # more in flight, as until session 10, raised the 2 GB peak by 16 MB in six pairs (a third bucket in the heap)
+    # for no measurable wall time; a single thread keeps two, so that preparing and writing overlap. (The limit is
     # still divided by threads + 1, the `workers` of events_per_bucket, which also sizes the spill files: the bulk
     # corpus's buckets of ~174k events were measured with it.)
     in_flight = max(2, threads)
