@@ -25,6 +25,15 @@ struct Scratch {
   std::vector<MonthGroup> month;
 };
 
+// The month of a day, recomputed only when the day changes (a subject's days mostly repeat or ascend).
+struct MonthOf {
+  int32_t day = 0, month = month_index_of_day(0);
+  int32_t operator()(int32_t d) {
+    if (d != day) month = month_index_of_day(day = d);
+    return month;
+  }
+};
+
 constexpr size_t kMaxMonthGroups = 16;  // facilities in one month of one subject, beyond which the sorted path gives up
 
 // Whether a subject's events (in input order) are in (day, code) order, as ingest's total order leaves them.
@@ -50,11 +59,8 @@ bool order_subject_sorted(int64_t* idx, int64_t k, const int32_t* day, const int
     }
     return nullptr;
   };
-  int32_t next_visit = 0, last_day = 0, last_month = month_index_of_day(0);
-  auto month_of = [&](int32_t d) {
-    if (d != last_day) last_month = month_index_of_day(last_day = d);
-    return last_month;
-  };
+  int32_t next_visit = 0;
+  MonthOf month_of;
   for (int64_t a = 0, b; a < k; a = b) {
     const int32_t month = month_of(day[idx[a]]);
     gs.clear();
@@ -99,11 +105,10 @@ void order_subject(int64_t* idx, int64_t k, const int32_t* day, const int32_t* f
   // Group by (month, facility); within a group the first day is the group's smallest day.
   std::vector<Ev>& ev = scratch.ev;
   ev.resize(static_cast<size_t>(k));
-  int32_t last_day = 0, last_month = month_index_of_day(0);  // a subject's days mostly repeat or ascend
+  MonthOf month_of;
   for (int64_t j = 0; j < k; ++j) {
     const int32_t d = day[idx[j]];
-    if (d != last_day) last_month = month_index_of_day(last_day = d);
-    ev[j] = {last_month, facility[idx[j]], d, idx[j]};
+    ev[j] = {month_of(d), facility[idx[j]], d, idx[j]};
   }
   std::sort(ev.begin(), ev.end(), [](const Ev& a, const Ev& b) {
     return std::tie(a.month, a.fac, a.day, a.i) < std::tie(b.month, b.fac, b.day, b.i);
