@@ -44,7 +44,6 @@ struct Merger {
   SpillContext spill_context;  // of that file
   const SpillBuckets* spec = nullptr;  // or into these bucket files, by subject_id
   BucketFiles* buckets = nullptr;
-  std::vector<uint32_t> key_bucket;    // global key id -> bucket (with `buckets`)
   FlatFingerprintIds prints_utf8 = {}, prints_cp932 = {};  // with `buckets`: the keys' fingerprints, not the keys
 
   template <class K, class F>
@@ -70,7 +69,6 @@ struct Merger {
         if (!added) continue;
         const int64_t sid = spec->subject_id(k, f.utf8);
         out.key_sid.push_back(sid);
-        key_bucket.push_back(static_cast<uint32_t>(bucket_of_subject(sid, buckets->size())));
       } else {
         key_map.push_back(ids.find_or_add(k, out.keys, added));
         if (!added) continue;
@@ -89,7 +87,9 @@ struct Merger {
         size_t j = i + 1;
         while (j < n && s.key[j] == key && s.facility[j] == fac) ++j;
         const int32_t global = key_map[key];
-        buckets->add_run(key_bucket[global], global, fac_map[fac], s, i, j, code_map);
+        // The bucket from the subject_id, once per run: a table of each key's bucket was 4-12 bytes a patient more.
+        const size_t bucket = bucket_of_subject(out.key_sid[static_cast<size_t>(global)], buckets->size());
+        buckets->add_run(bucket, global, fac_map[fac], s, i, j, code_map);
         i = j;
       }
       out.spilled += static_cast<int64_t>(n);
@@ -178,7 +178,7 @@ UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOption
     spill.reset(std::fopen(spill_path.c_str(), "wb"));
     if (!spill) throw std::runtime_error("cannot create the spill file " + spill_path);
   }
-  Merger merger{out, {}, {}, {}, {}, spill.get(), {}, bucket_spec, buckets.get(), {}};
+  Merger merger{out, {}, {}, {}, {}, spill.get(), {}, bucket_spec, buckets.get()};
   std::exception_ptr error;  // a spill write failure, re-thrown after the threads have joined
   // Files are merged in input order by whichever thread holds the merger role; the others keep parsing
   // instead of queueing behind it (a blocking merge left one of two threads idle for a fifth of the

@@ -280,6 +280,8 @@ static void test_fingerprint_ids() {
   size_t same = 0;
   for (size_t i = 0; i < keys.size(); ++i) same += ids.find_or_add(keys[i], -7, added) == static_cast<int32_t>(i) && !added;
   CHECK(same == keys.size() && ids.size() == keys.size());
+  // The table doubles past a load of 3/4, so after its growths the load is in (3/8, 3/4].
+  CHECK(4 * ids.size() <= 3 * ids.slot_count() && 8 * ids.size() > 3 * ids.slot_count());
   CHECK(hash_bytes("abc") != hash_bytes2("abc") && hash_bytes2("abc") != hash_bytes2("abd"));
 }
 
