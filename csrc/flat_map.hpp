@@ -217,6 +217,8 @@ class FlatFingerprintIds {
   }
   size_t size() const { return size_; }
   size_t slot_count() const { return slots_.size(); }
+
+ private:
 #pragma pack(push, 4)
   struct Slot {
     uint64_t hash = 0, hash2 = 0;
@@ -224,8 +226,6 @@ class FlatFingerprintIds {
   };
 #pragma pack(pop)
   static_assert(sizeof(Slot) == 20, "FlatFingerprintIds::Slot is packed");
-
- private:
   std::vector<Slot> slots_;
   size_t size_ = 0;
 };

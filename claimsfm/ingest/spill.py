@@ -386,8 +386,8 @@ class Totals:
             self.subjects = grown
         self.subjects[self.n_subjects:self.n_subjects + k] = subjects
         self.n_subjects += k
-        for code, k in u["static_rows_not_tokens"].items():
-            self.unused["static_rows_not_tokens"][code] = self.unused["static_rows_not_tokens"].get(code, 0) + k
+        for code, count in u["static_rows_not_tokens"].items():
+            self.unused["static_rows_not_tokens"][code] = self.unused["static_rows_not_tokens"].get(code, 0) + count
         for name in ("text_values", "events_with_time_of_day"):
             self.unused[name] += u[name]
 
