@@ -193,7 +193,7 @@ def _write_uke_spilled(config: IngestConfig, work: Path, found: Inputs, salt: by
     bucket (and its token store rows, with `store`: the StoreWriter returned, to close once metadata/ is written)."""
     folder = spill.spill_folder(work)
     spill.configure_malloc()
-    streamed = None
+    streamed = writer = None
     try:
         memory = spill.parse_memory(config.memory_limit)
         workers = config.n_threads() + 1
@@ -210,9 +210,8 @@ def _write_uke_spilled(config: IngestConfig, work: Path, found: Inputs, salt: by
         master_rows = _master_rows(config, found)
         per_bucket = spill.events_per_bucket(memory, workers, config.shard_rows, raw["spilled"])
         buckets = [[files[f] for f in group] for group in spill.group_files(raw["bucket_rows"], per_bucket)]
-        # About half of sort+write's CPU is the shards' Arrow conversion and parquet write: one writer thread per
-        # two --threads (on 2 cores, a second writer was no faster and its shards in flight raised the peak RSS).
-        writer = shards.ShardWriter(work, config.shard_rows, splits, writers=max(1, config.n_threads() // 2))
+        writer = shards.ShardWriter(work, config.shard_rows, folder, splits,
+                                    writers=shards.writer_threads(config.n_threads()))
         code_names = list(raw["codes"])
         if store:
             from claimsfm.data.stream import StoreWriter
@@ -227,6 +226,8 @@ def _write_uke_spilled(config: IngestConfig, work: Path, found: Inputs, salt: by
     except BaseException:
         if streamed is not None:
             streamed.abort()
+        if writer is not None:
+            writer.abort()
         raise
     finally:
         spill.remove_spill(work)

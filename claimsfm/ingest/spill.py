@@ -29,7 +29,6 @@ import numpy as np
 
 from claimsfm.errors import ClaimsfmError
 from claimsfm.ingest import events, meds, shards
-from claimsfm.splits import SPLITS
 
 # The numpy twin of csrc SpillRow (28 bytes, little-endian): a spill file's rows once decoded. The pad is a field
 # so that numpy copies whole rows (a dtype with gaps may leave them uninitialised in a copy).
@@ -130,10 +129,11 @@ def trim_heap() -> None:
 
 
 def events_per_bucket(memory: int, workers: int, shard_rows: int = 0, n_events: int = 0, cap: bool = True) -> int:
-    """Events a bucket may hold so that `workers` buckets at a time fit in `memory` beside the pending MEDS
-    shards (up to `shard_rows` rows per split, shards.ShardWriter), at most MAX_BUCKET_EVENTS (unless not `cap`).
-    Never below MIN_BUCKET_EVENTS: a limit too small for that is exceeded rather than met slowly."""
-    pending = len(SPLITS) * min(shard_rows, n_events) * shards.ShardWriter.BYTES_PER_ROW
+    """Events a bucket may hold so that `workers` buckets at a time fit in `memory` beside the MEDS shards being
+    converted and written (of up to `shard_rows` rows, shards.shard_memory; `workers` is --threads + 1), at most
+    MAX_BUCKET_EVENTS (unless not `cap`). Never below MIN_BUCKET_EVENTS: a limit too small for that is exceeded
+    rather than met slowly."""
+    pending = shards.shard_memory(min(shard_rows, n_events), workers - 1)
     fits = (memory - BASE_MEMORY - pending) // (BYTES_PER_EVENT * max(1, workers))
     return int(max(MIN_BUCKET_EVENTS, min(MAX_BUCKET_EVENTS, fits) if cap else fits))
 
@@ -461,12 +461,13 @@ def spill_folder(work: Path) -> Path:
 
 
 def remove_spill(work: Path) -> None:
-    """Delete the spill folder: only the files this module writes there (events.bin, bucket*.bin)."""
+    """Delete the spill folder: only the files written there (events.bin, bucket*.bin, shards.PendingRows's
+    pending-*.bin)."""
     folder = Path(work) / ".spill"
     if not folder.is_dir():
         return
     for f in folder.iterdir():
-        if (f.name == "events.bin" or (f.name.startswith("bucket") and f.suffix == ".bin")) and f.is_file():
+        if (f.name == "events.bin" or f.name.startswith(("bucket", "pending-"))) and f.suffix == ".bin" and f.is_file():
             f.unlink(missing_ok=True)
     try:
         folder.rmdir()

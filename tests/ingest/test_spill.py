@@ -240,11 +240,12 @@ def test_shard_writer_matches_write_data(tmp_path):
     meds.write_data(t, tmp_path / "a", 300)
     cuts = np.r_[0, np.flatnonzero(np.r_[True, subject[1:] != subject[:-1]])[::37], n]
     for writers in (1, 3):  # shards written on several threads at once: the same files
-        writer = shards.ShardWriter(tmp_path / f"b{writers}", 300, writers=writers)
+        writer = shards.ShardWriter(tmp_path / f"b{writers}", 300, tmp_path / "scratch", writers=writers)
         for lo, hi in zip(cuts[:-1], cuts[1:]):
             writer.add(t.take(np.arange(lo, hi)))
         writer.close()
         assert checksums(tmp_path / "a") == checksums(tmp_path / f"b{writers}") and len(checksums(tmp_path / "a")) > 10
+        assert not list((tmp_path / "scratch").iterdir())  # the pending rows' files are gone
 
 
 def test_shards_read_as_plain_meds_strings(tmp_path):
