@@ -71,10 +71,12 @@ class CsvResult(TypedDict):
 
 def parse_uke(paths: list[str], link_by: str = "chart", stop_at_first_error: bool = True, threads: int = 1,
               progress: Progress | None = None, spill: str = "", buckets: list[str] = ...,
-              salt: bytes = b"", subject_id: Callable[[bytes, bool], int] | None = None) -> UkeResult:
+              salt: bytes = b"", subject_id: Callable[[bytes, bool], int] | None = None,
+              piece_bytes: int = 0) -> UkeResult:
     """Parse UKE files into raw event columns (link_by: "chart" | "insurer"); see csrc/uke_parser.hpp. With
     `buckets`, each event goes to the bucket file of its subject_id (ASCII keys hashed in C++ with `salt`, the
-    others by `subject_id(raw_key, utf8)`), and key_sid / bucket_rows come back."""
+    others by `subject_id(raw_key, utf8)`), and key_sid / bucket_rows come back. Files larger than `piece_bytes`
+    (0: 8 MiB) are parsed in pieces on several threads, with the same result."""
 
 
 def sort_events(subject: npt.NDArray[np.int64], time_us: npt.NDArray[np.int64], packed: npt.NDArray[np.int64],

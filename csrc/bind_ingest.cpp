@@ -75,8 +75,10 @@ py::dict uke_result(claimsfm::UkeResult&& r, Keys keys_as) {
 
 py::dict parse_uke(const std::vector<std::string>& paths, const std::string& link_by,
                    bool stop_at_first_error, int threads, Progress* progress, const std::string& spill,
-                   const std::vector<std::string>& buckets, const py::bytes& salt, py::object subject_id) {
+                   const std::vector<std::string>& buckets, const py::bytes& salt, py::object subject_id,
+                   size_t piece_bytes) {
   claimsfm::UkeOptions opt;
+  if (piece_bytes > 0) opt.piece_bytes = piece_bytes;
   if (link_by != "chart" && link_by != "insurer") throw py::value_error("link_by: chart|insurer");
   opt.link_by = link_by == "insurer" ? claimsfm::LinkBy::insurer : claimsfm::LinkBy::chart;
   opt.stop_at_first_error = stop_at_first_error;
@@ -194,11 +196,12 @@ void bind_ingest(py::module_& m) {
   m.def("parse_uke", &parse_uke, py::arg("paths"), py::arg("link_by") = "chart",
         py::arg("stop_at_first_error") = true, py::arg("threads") = 1,
         py::arg("progress") = nullptr, py::arg("spill") = "", py::arg("buckets") = std::vector<std::string>{},
-        py::arg("salt") = py::bytes(""), py::arg("subject_id") = py::none(),
+        py::arg("salt") = py::bytes(""), py::arg("subject_id") = py::none(), py::arg("piece_bytes") = 0,
         "Parse UKE files into raw event columns (see csrc/uke_parser.hpp); with `spill`, the events go to "
         "that file as spill records (csrc/spill.hpp), the columns come back empty and the keys as keys_blob + key_offsets; "
         "with `buckets` (and the salt, and subject_id(raw_key, utf8) for non-ASCII keys) each event goes to "
-        "the file of its subject_id range and key_sid / bucket_rows come back instead of the keys.");
+        "the file of its subject_id range and key_sid / bucket_rows come back instead of the keys. Files larger than "
+        "piece_bytes (0: UkeOptions' default, 8 MiB) are parsed in pieces; the result is the same.");
   m.def("parse_csv", &parse_csv, py::arg("path"), py::arg("threads") = 1,
         py::arg("skip_bad") = false, "Parse a subject_id,time,code[,numeric_value] CSV.");
   m.def("sort_events", &sort_events, py::arg("subject"), py::arg("time_us"), py::arg("packed"), py::arg("value"),

@@ -1,16 +1,17 @@
-// Reading UKE files from disk, parsing them on a pool of std::threads and merging the per-file
-// results in input order, so the output does not depend on the thread count.
+// Reading UKE files from disk, parsing them (in pieces: scan_uke_buffer) on a pool of std::threads and merging
+// the pieces' results in input order, so the output depends neither on the thread count nor on the piece size.
 #include <algorithm>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
 #include <memory>
 #include <stdexcept>
-#include <fstream>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include "flat_map.hpp"
 #include "spill.hpp"
@@ -20,16 +21,33 @@ namespace claimsfm {
 
 namespace {
 
-bool read_file(const std::string& path, std::string& buf) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  if (size < 0) return false;
-  buf.resize(static_cast<size_t>(size));
-  in.seekg(0, std::ios::beg);
-  in.read(buf.data(), size);
-  return static_cast<bool>(in) || size == 0;
+// A file's bytes, in a buffer that is reused from file to file (uninitialised growth: a fresh buffer per file was
+// zeroed and faulted in again, ~4% of the parse's CPU on files of 160 MB).
+struct Buffer {
+  std::unique_ptr<char[]> data;
+  size_t capacity = 0, size = 0;
+  Buffer() = default;
+  Buffer(Buffer&& o) noexcept { *this = std::move(o); }
+  Buffer& operator=(Buffer&& o) noexcept {
+    data = std::move(o.data);
+    capacity = std::exchange(o.capacity, 0);
+    size = std::exchange(o.size, 0);
+    return *this;
+  }
+  std::string_view view() const { return size ? std::string_view(data.get(), size) : std::string_view(""); }
+};
+
+bool read_file(const std::string& path, Buffer& buf) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!f || std::fseek(f.get(), 0, SEEK_END) != 0) return false;
+  const long size = std::ftell(f.get());
+  if (size < 0 || std::fseek(f.get(), 0, SEEK_SET) != 0) return false;
+  if (static_cast<size_t>(size) > buf.capacity) {
+    buf.data.reset(new char[static_cast<size_t>(size)]);
+    buf.capacity = static_cast<size_t>(size);
+  }
+  buf.size = std::fread(buf.data.get(), 1, static_cast<size_t>(size), f.get());
+  return buf.size == static_cast<size_t>(size) && !std::ferror(f.get());
 }
 
 // Append one file's events to `out`, translating its local ids into global ones.
@@ -156,16 +174,42 @@ void reserve_events(EventColumns& e, const std::vector<std::string>& paths) {
   e.suspected.reserve(guess);
 }
 
+// One input file's work: read and cut into pieces (scan_uke_buffer) by one thread, its pieces parsed by any.
+struct FileWork {
+  Buffer buf;                       // the file's bytes, back to the spare buffers once its last piece is parsed
+  UkeScan scan;                     // views into buf
+  std::vector<FileResult> results;  // one per piece, freed as each is merged
+  std::vector<char> done;
+  size_t taken = 0;                 // pieces handed out, in order
+  size_t left = 0;                  // pieces not yet parsed
+  bool scanned = false;             // read and cut (or unreadable, or skipped after an error)
+  bool stopped = false;             // an error stopped the file (--on-error raise): its later pieces are dropped
+};
+
+int64_t piece_bytes_of(const UkeScan& scan, size_t k) {  // progress: the pieces' shares add up to the file size
+  const UkePiece& p = scan.pieces[k];
+  return static_cast<int64_t>(p.end - p.begin) + (k == 0 ? scan.bytes - static_cast<int64_t>(scan.data.size()) : 0);
+}
+
 }  // namespace
 
 UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOptions& opt,
                           std::atomic<int64_t>* bytes_done, const std::string& spill_path,
                           const SpillBuckets* bucket_spec) {
   const size_t n = paths.size();
-  std::vector<FileResult> results(n);
-  std::vector<char> done(n, 0);
-  std::atomic<size_t> next{0};
-  std::atomic<bool> failed{false};
+  std::vector<FileWork> files(n);
+  // With --on-error raise: the first piece (in input order) known to hold an error. Only pieces after it are
+  // skipped, so no piece before the first error is ever skipped, and the first error does not depend on timing.
+  std::atomic<uint64_t> failed_at{UINT64_MAX};
+  auto order = [](size_t file, size_t piece) { return (uint64_t(file) << 32) | uint64_t(piece); };
+  auto failed = [&](size_t file, size_t piece) {
+    uint64_t at = order(file, piece), seen = failed_at.load();
+    while (at < seen && !failed_at.compare_exchange_weak(seen, at)) {
+    }
+  };
+  auto skipped = [&](size_t file, size_t piece) {
+    return opt.stop_at_first_error && order(file, piece) > failed_at.load();
+  };
   UkeResult out;
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> spill(nullptr, &std::fclose);
   std::unique_ptr<BucketFiles> buckets;
@@ -180,65 +224,128 @@ UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOption
   }
   Merger merger{out, {}, {}, {}, {}, spill.get(), {}, bucket_spec, buckets.get()};
   std::exception_ptr error;  // a spill write failure, re-thrown after the threads have joined
-  // Files are merged in input order by whichever thread holds the merger role; the others keep parsing
-  // instead of queueing behind it (a blocking merge left one of two threads idle for a fifth of the
-  // parse). A thread waits only when more than kBacklog finished files per thread wait to be merged.
+  // Files are read and cut into pieces (UkeOptions::piece_bytes) by one thread each; the pieces are parsed by any
+  // thread and merged in input order by whichever thread holds the merger role, while the others keep parsing
+  // instead of queueing behind it (a blocking merge left one of two threads idle for a fifth of the parse). A
+  // thread waits only when more than kBacklog parsed pieces per thread wait to be merged: memory is bounded by
+  // pieces, and by the files being read and parsed (their bytes), not by the size of the largest files' events.
   constexpr size_t kBacklog = 2;
-  std::mutex state_mutex;  // guards done, merged, merging, error
-  std::condition_variable merged_more;
-  size_t merged = 0;       // files [0, merged) are in `out`
+  std::mutex state_mutex;  // guards the scheduling fields of `files` and the counters below
+  std::condition_variable changed;
+  size_t next_file = 0;                     // files [0, next_file) are read or being read
+  size_t merge_file = 0, merge_piece = 0;   // the next piece to merge
+  size_t unmerged = 0;                      // pieces parsed and not yet merged
+  int reading = 0;                          // files being read and cut
+  std::vector<Buffer> spare;                // file buffers not in use
   bool merging = false;
-  const int threads = std::max(1, std::min<int>(opt.threads, static_cast<int>(n)));
+  const int threads = n == 0 ? 1 : std::max(1, opt.threads);
   auto merge_ready = [&](std::unique_lock<std::mutex>& lock) {  // called with the lock held, returns with it
     merging = true;
-    while (merged < n && done[merged] && !error) {
-      const size_t i = merged;
+    while (merge_file < n && !error) {
+      FileWork& w = files[merge_file];
+      if (!w.scanned) break;
+      if (merge_piece == w.results.size()) {
+        ++merge_file, merge_piece = 0;
+        continue;
+      }
+      if (!w.done[merge_piece]) break;
+      FileResult& r = w.results[merge_piece];
+      const bool skip = w.stopped;
+      const bool stops = opt.stop_at_first_error && !r.rejects.empty();
       lock.unlock();
       std::exception_ptr failure;
       try {
-        merger.add(results[i]);
+        if (skip) r = FileResult();
+        else merger.add(r);
       } catch (...) {
         failure = std::current_exception();
       }
       lock.lock();
       if (failure) {
         error = failure;
-        failed.store(true);
       } else {
-        ++merged;
+        w.stopped = w.stopped || stops;  // a file stops at its first error, as if parsed whole
+        ++merge_piece;
+        --unmerged;
       }
-      merged_more.notify_all();
+      changed.notify_all();
     }
     merging = false;
-    merged_more.notify_all();
+    changed.notify_all();
+  };
+  auto next_piece = [&]() -> std::pair<size_t, size_t> {  // the first piece not handed out, in input order
+    for (size_t f = merge_file; f < next_file; ++f) {
+      FileWork& w = files[f];
+      if (w.scanned && w.taken < w.results.size()) return {f, w.taken++};
+    }
+    return {n, 0};
   };
   auto worker = [&] {
-    std::string buf;
-    for (size_t i; (i = next.fetch_add(1)) < n;) {
-      // With --on-error raise, files not yet started are skipped after the first error; every
-      // file before the failing one has already been claimed, so the first error is stable.
-      if (!(opt.stop_at_first_error && failed.load())) {
-        if (!read_file(paths[i], buf)) {
-          buf.clear();
-          results[i].stats.files = results[i].stats.files_rejected = 1;
-          results[i].rejects.push_back({static_cast<int32_t>(i), 0, "cannot read file", ""});
-        } else {
-          results[i] = parse_uke_buffer(buf, static_cast<int32_t>(i), opt);
+    std::unique_lock<std::mutex> lock(state_mutex);
+    while (!error) {
+      const auto [f, k] = next_piece();
+      if (f < n) {
+        FileWork& w = files[f];
+        lock.unlock();
+        FileResult r;
+        if (!skipped(f, k)) {
+          r = parse_uke_piece(w.scan, k, static_cast<int32_t>(f), opt);
+          if (!r.rejects.empty()) failed(f, k);
         }
-        if (!results[i].rejects.empty()) failed.store(true);
-        if (bytes_done) bytes_done->fetch_add(static_cast<int64_t>(buf.size()));
+        if (bytes_done) bytes_done->fetch_add(piece_bytes_of(w.scan, k));
+        lock.lock();
+        w.results[k] = std::move(r);
+        w.done[k] = 1;
+        ++unmerged;
+        if (--w.left == 0) spare.push_back(std::move(w.buf));  // the scan's views die with it: no piece is left
+        changed.notify_all();
+      } else if (next_file < n) {
+        const size_t i = next_file++;
+        FileWork& w = files[i];
+        ++reading;
+        const bool skip = skipped(i, 0);
+        if (!spare.empty()) {
+          w.buf = std::move(spare.back());
+          spare.pop_back();
+        }
+        lock.unlock();
+        const bool ok = skip || read_file(paths[i], w.buf);
+        if (!skip && ok) w.scan = scan_uke_buffer(w.buf.view(), opt.piece_bytes);
+        lock.lock();
+        --reading;
+        if (skip || !ok) {  // nothing to parse: one piece, done
+          spare.push_back(std::move(w.buf));
+          w.results.resize(1);
+          w.done.assign(1, 1);
+          w.taken = 1;
+          ++unmerged;
+          if (!ok) {
+            failed(i, 0);
+            w.results[0].stats.files = w.results[0].stats.files_rejected = 1;
+            w.results[0].rejects.push_back({static_cast<int32_t>(i), 0, "cannot read file", ""});
+          }
+        } else {
+          w.results.resize(w.scan.pieces.size());
+          w.done.assign(w.scan.pieces.size(), 0);
+          w.left = w.scan.pieces.size();
+        }
+        w.scanned = true;
+        changed.notify_all();
+        continue;  // go and parse its first piece
+      } else if (reading > 0) {
+        changed.wait(lock);  // a file being read may bring pieces for this thread too
+        continue;
+      } else {
+        break;
       }
-      std::unique_lock<std::mutex> lock(state_mutex);
-      done[i] = 1;
-      if (!merging) {
-        merge_ready(lock);
-      } else {  // the merging thread will take this file; go on parsing unless too many wait
-        merged_more.wait(lock, [&] { return !merging || error || i < merged + kBacklog * threads; });
+      // Merge what is ready, unless another thread is at it; wait while too many parsed pieces wait.
+      for (;;) {
         if (!merging) merge_ready(lock);
+        if (error || unmerged < kBacklog * static_cast<size_t>(threads)) break;
+        changed.wait(lock);
       }
     }
-    std::unique_lock<std::mutex> lock(state_mutex);  // the last files: merged by a thread that is not merging now
-    merged_more.wait(lock, [&] { return !merging; });
+    changed.wait(lock, [&] { return !merging; });  // the last pieces: merged by a thread that is not merging now
     merge_ready(lock);
   };
   std::vector<std::thread> pool;

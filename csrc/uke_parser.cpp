@@ -2,7 +2,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <algorithm>
 #include <initializer_list>
+#include <limits>
 
 #include "common.hpp"
 #include "flat_map.hpp"
@@ -122,6 +124,13 @@ class Parser {
   bool line(std::string_view text, int64_t lineno);  // false: stop the file
   bool reject(std::string_view text, int64_t lineno, const std::string& reason);
   void finish() { close_receipt(); }
+  // The facility of the last good IR record so far (null before one), and entering it in another parser.
+  const std::string* facility() const { return facility_ >= 0 ? &facility_code_ : nullptr; }
+  void enter_facility(const std::string& code) {
+    facility_code_ = code;
+    facility_ = static_cast<int32_t>(out_.facilities.size());
+    out_.facilities.push_back(code);
+  }
 
  private:
   std::string mask(std::string_view text);
@@ -393,41 +402,108 @@ bool Parser::line(std::string_view text, int64_t lineno) {
 
 }  // namespace
 
-FileResult parse_uke_buffer(std::string_view data, int32_t file_index, const UkeOptions& opt) {
-  FileResult out;
-  out.stats.files = 1;
-  out.stats.bytes = static_cast<int64_t>(data.size());
+namespace {
+
+// `needle` in `data` from `from` on (glibc's memmem: string_view::find stops at each first byte of the needle,
+// here at every line end).
+size_t find(std::string_view data, std::string_view needle, size_t from) {
+  if (from >= data.size()) return std::string_view::npos;
+  const void* at = memmem(data.data() + from, data.size() - from, needle.data(), needle.size());
+  return at ? static_cast<size_t>(static_cast<const char*>(at) - data.data()) : std::string_view::npos;
+}
+
+}  // namespace
+
+UkeScan scan_uke_buffer(std::string_view data, size_t piece_bytes) {
+  UkeScan s;
+  s.bytes = static_cast<int64_t>(data.size());
   if (data.size() >= 3 && std::memcmp(data.data(), "\xEF\xBB\xBF", 3) == 0) data.remove_prefix(3);
   while (!data.empty() && data.back() == '\x1a') data.remove_suffix(1);
   // The end-of-file mark 0x1A ends the data; records after one in mid-file (two files joined, a
   // damaged copy) are an error at the line that holds the mark. Parse only the lines before it.
-  int64_t eof_line = 0;
   if (const void* eof = std::memchr(data.data(), '\x1a', data.size())) {
     const size_t at = static_cast<const char*>(eof) - data.data();
     size_t start = at;
     while (start > 0 && data[start - 1] != '\n') --start;
-    eof_line = 1;
-    for (size_t i = 0; i < start; ++i) eof_line += data[i] == '\n';
+    s.eof_line = 1 + std::count(data.data(), data.data() + start, '\n');
     data = data.substr(0, start);
   }
-  if (data.empty() && eof_line == 0) {
+  s.data = data;
+  if (data.empty() && s.eof_line == 0) {
+    s.empty = true;
+    s.pieces.push_back({0, 0, 0});
+    return s;
+  }
+  s.utf8 = has_high_bytes(data.data(), data.size()) && valid_utf8(data.data(), data.size());
+  // CP932 units never contain '\r' or '\n', so a buffer that is valid as a whole is valid line
+  // by line: one pass here replaces the per-line check in the common (clean) case.
+  s.cp932 = !s.utf8 && valid_cp932(data.data(), data.size());
+  size_t begin = 0;
+  int64_t line = 0;
+  piece_bytes = std::max<size_t>(piece_bytes, 1);  // the search below starts inside the piece: never empty
+  while (data.size() - begin > piece_bytes) {
+    const size_t nl = find(data, "\nRE,", begin + piece_bytes - 1);  // the next receipt after ~piece_bytes
+    if (nl == std::string_view::npos) break;
+    s.pieces.push_back({begin, nl + 1, line});
+    line += std::count(data.data() + begin, data.data() + nl + 1, '\n');
+    begin = nl + 1;
+  }
+  s.pieces.push_back({begin, data.size(), line});
+  if (s.pieces.size() > 1) {
+    if (data.substr(0, 3) == "IR,") s.ir_lines.push_back(0);
+    for (size_t at = find(data, "\nIR,", 0); at != std::string_view::npos; at = find(data, "\nIR,", at + 1))
+      s.ir_lines.push_back(at + 1);
+  }
+  return s;
+}
+
+namespace {
+
+// The line of `data` that starts at `at`, without its line end.
+std::string_view line_at(std::string_view data, size_t at) {
+  const size_t nl = data.find('\n', at);
+  std::string_view text = data.substr(at, nl == std::string_view::npos ? std::string_view::npos : nl - at);
+  if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+  return text;
+}
+
+}  // namespace
+
+FileResult parse_uke_piece(const UkeScan& scan, size_t k, int32_t file_index, const UkeOptions& opt) {
+  FileResult out;
+  if (k == 0) {
+    out.stats.files = 1;
+    out.stats.bytes = scan.bytes;
+  }
+  if (scan.empty) {
     out.rejects.push_back({file_index, 0, "empty file", ""});
     out.stats.files_rejected = 1;
     return out;
   }
-  out.utf8 = has_high_bytes(data.data(), data.size()) && valid_utf8(data.data(), data.size());
-  // CP932 units never contain '\r' or '\n', so a buffer that is valid as a whole is valid line
-  // by line: one pass here replaces the per-line check in the common (clean) case.
-  out.cp932 = !out.utf8 && valid_cp932(data.data(), data.size());
-  const size_t guess = data.size() / 24;  // about one event per 24 bytes of claims text
+  out.utf8 = scan.utf8;
+  out.cp932 = scan.cp932;
+  const UkePiece& piece = scan.pieces[k];
+  const std::string_view data = scan.data.substr(0, piece.end);
+  const size_t guess = (piece.end - piece.begin) / 24;  // about one event per 24 bytes of claims text
   for (auto* v : {&out.events.key, &out.events.day, &out.events.code, &out.events.facility,
                   &out.events.dx_start})
     v->reserve(guess);
   out.events.value.reserve(guess);
   out.events.suspected.reserve(guess);
   Parser parser(file_index, opt, out);
-  size_t pos = 0;
-  int64_t lineno = 0;
+  if (piece.begin > 0) {  // the facility the IR records before the piece leave, parsed the same way
+    FileResult scratch;
+    scratch.utf8 = out.utf8, scratch.cp932 = out.cp932;
+    Parser before(file_index, opt, scratch);
+    for (size_t at : scan.ir_lines) {
+      if (at >= piece.begin) break;
+      before.line(line_at(data, at), 0);
+    }
+    if (const std::string* facility = before.facility()) parser.enter_facility(*facility);
+  }
+  int64_t eof_line = k + 1 == scan.pieces.size() ? scan.eof_line : 0;
+  size_t pos = piece.begin;
+  int64_t lineno = piece.first_line;
   while (pos < data.size()) {
     ++lineno;
     const void* nl = std::memchr(data.data() + pos, '\n', data.size() - pos);
@@ -448,6 +524,11 @@ FileResult parse_uke_buffer(std::string_view data, int32_t file_index, const Uke
   if (eof_line > 0) parser.reject(std::string_view(), eof_line, "data after the end-of-file mark 0x1A");
   parser.finish();
   return out;
+}
+
+FileResult parse_uke_buffer(std::string_view data, int32_t file_index, const UkeOptions& opt) {
+  const UkeScan scan = scan_uke_buffer(data, std::numeric_limits<size_t>::max());
+  return parse_uke_piece(scan, 0, file_index, opt);
 }
 
 }  // namespace claimsfm

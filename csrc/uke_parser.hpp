@@ -21,6 +21,9 @@ struct UkeOptions {
   LinkBy link_by = LinkBy::chart;
   bool stop_at_first_error = true;  // --on-error raise: stop each file at its first bad line
   int threads = 1;
+  // A file larger than this is parsed as pieces of about this size (cut where a receipt starts), each on its own
+  // thread and merged in order: the memory of the parse is bounded by pieces, not by the largest files.
+  size_t piece_bytes = size_t(8) << 20;
 };
 
 // A code is (kind, number) packed into 64 bits until the merge turns it into a MEDS string.
@@ -104,6 +107,27 @@ struct SpillRow {
 };
 static_assert(sizeof(SpillRow) == 28, "SpillRow layout is shared with claimsfm/ingest/spill.py");
 
+// One file's text cut into pieces that parse on their own (scan_uke_buffer): a piece starts at a line that opens
+// a receipt ("RE,"), so no receipt spans two pieces, and a piece after the first gets the facility of the IR
+// records before it (ir_lines) as the parse of the whole file has it there. Parsing the pieces in order and
+// merging their results gives what parsing the whole buffer gives (csrc/tests/test_uke.cpp).
+struct UkePiece {
+  size_t begin, end;   // byte range of `data`, whole lines
+  int64_t first_line;  // lines before `begin` (its first line is first_line + 1)
+};
+struct UkeScan {
+  std::string_view data;      // after a UTF-8 BOM, before an end-of-file mark 0x1A
+  int64_t bytes = 0;          // the file's size
+  int64_t eof_line = 0;       // the line of an end-of-file mark in mid-file (an error), else 0
+  bool empty = false;         // no data at all (an error)
+  bool utf8 = false, cp932 = false;  // FileResult's flags, for the whole file
+  std::vector<UkePiece> pieces;      // at least one
+  std::vector<size_t> ir_lines;      // offsets of the lines that start "IR," (only with several pieces)
+};
+UkeScan scan_uke_buffer(std::string_view data, size_t piece_bytes);
+// Piece k of a scanned file; the file-level counters (files, bytes) go with piece 0.
+FileResult parse_uke_piece(const UkeScan& scan, size_t k, int32_t file_index, const UkeOptions& opt);
+// The whole buffer as one piece.
 FileResult parse_uke_buffer(std::string_view data, int32_t file_index, const UkeOptions& opt);
 // Parse files in parallel (opt.threads). `bytes_done` (may be null) is advanced as files finish.
 // With a `spill_path`, events are appended there as SpillRecords (input order, as they would

@@ -82,8 +82,86 @@ static void test_fixtures(const std::string& root) {
     CHECK(e.rejects.size() == 1);
     if (!e.rejects.empty()) CHECK(e.rejects[0].reason.find(b[1]) != std::string::npos);
   }
+  // Files in pieces on two threads: the same result as whole files.
+  opt.link_by = LinkBy::chart;
+  paths.push_back(root + "/no/such/file.UKE");
+  opt.stop_at_first_error = false;
+  const UkeResult whole = parse_uke_files(paths, opt, nullptr);
+  opt.piece_bytes = 50;
+  const UkeResult cut = parse_uke_files(paths, opt, nullptr);
+  CHECK(cut.events.key == whole.events.key && cut.events.day == whole.events.day &&
+        cut.events.code == whole.events.code && cut.events.facility == whole.events.facility &&
+        cut.events.dx_start == whole.events.dx_start && cut.events.suspected == whole.events.suspected);
+  CHECK(cut.keys == whole.keys && cut.codes == whole.codes && cut.facilities == whole.facilities);
+  CHECK(cut.rejects.size() == 1 && whole.rejects.size() == 1 && cut.stats.receipts == whole.stats.receipts &&
+        cut.stats.files == 4 && cut.stats.records == whole.stats.records && cut.stats.bytes == whole.stats.bytes);
   UkeResult missing = parse_uke_files({root + "/no/such/file.UKE"}, UkeOptions(), nullptr);
   CHECK(missing.rejects.size() == 1 && missing.rejects[0].reason == "cannot read file");
+}
+
+// What merging a file's results gives (ids resolved to their strings), with --on-error raise's rule that a file
+// stops at its first error: pieces after the first one with a reject are dropped, as parse_uke_files does.
+struct Merged {
+  std::vector<std::string> rows, rejects;
+  UkeStats stats;
+  bool stopped = false;
+  void add(const FileResult& r, bool stop_at_first_error) {
+    if (stopped) return;
+    for (size_t i = 0; i < r.events.size(); ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, &r.events.value[i], 4);
+      const int32_t f = r.events.facility[i];
+      rows.push_back(r.keys[r.events.key[i]] + "|" + std::to_string(r.events.day[i]) + "|" +
+                     code_name(r.codes[r.events.code[i]]) + "|" + std::to_string(bits) + "|" +
+                     (f >= 0 ? r.facilities[f] : "-") + "|" + std::to_string(r.events.suspected[i]) + "|" +
+                     std::to_string(r.events.dx_start[i]) + (r.utf8 ? "|u" : "|c"));
+    }
+    for (const Reject& x : r.rejects) rejects.push_back(std::to_string(x.line) + " " + x.reason + " " + x.text);
+    stats.add(r.stats);
+    stopped = stop_at_first_error && !r.rejects.empty();
+  }
+  bool operator==(const Merged& o) const {
+    bool same = rows == o.rows && rejects == o.rejects;
+#define CLAIMSFM_STAT_SAME(name) same = same && stats.name == o.stats.name;
+    CLAIMSFM_UKE_STATS(CLAIMSFM_STAT_SAME)
+#undef CLAIMSFM_STAT_SAME
+    return same;
+  }
+};
+
+static Merged in_pieces(const std::string& data, size_t piece_bytes, const UkeOptions& opt, size_t* pieces = nullptr) {
+  const UkeScan scan = scan_uke_buffer(data, piece_bytes);
+  if (pieces) *pieces = scan.pieces.size();
+  Merged m;
+  for (size_t k = 0; k < scan.pieces.size(); ++k) m.add(parse_uke_piece(scan, k, 0, opt), opt.stop_at_first_error);
+  return m;
+}
+
+// A file cut into pieces parses as the whole: receipts, IR records between them (a second facility, a bad IR
+// that leaves the facility as it was), a BOM, an end-of-file mark, rejects and their line numbers.
+static void test_pieces(const std::string& root) {
+  const std::string good = slurp(root + "/uke/good/1312345/202405.UKE");
+  const std::string other = slurp(root + "/uke/good/2723456/202406.UKE");
+  const std::string bad_ir = "IR,1,13,1,13X2345,,X,202406,00\r\n";
+  std::string moved = good;  // the same receipts from a second facility
+  moved.replace(moved.find("1312345"), 7, "1399999");
+  const std::string cases[] = {good, good + moved + good.substr(good.find("RE,")), "\xEF\xBB\xBF" + good + other,
+                               good + bad_ir + good.substr(good.find("RE,")), good + other + "\x1a" + good,
+                               other + good + "RE,1\r\n" + other + "\x1a\x1a"};
+  for (const std::string& data : cases) {
+    for (const bool stop : {false, true}) {
+      UkeOptions opt;
+      opt.stop_at_first_error = stop;
+      Merged whole;
+      whole.add(parse_uke_buffer(data, 0, opt), stop);
+      CHECK(stop || !whole.rows.empty());
+      for (const size_t piece_bytes : {size_t(1), size_t(40), size_t(300), size_t(1) << 20}) {
+        size_t pieces = 0;
+        CHECK(in_pieces(data, piece_bytes, opt, &pieces) == whole);
+        if (piece_bytes == 1) CHECK(pieces >= 3);
+      }
+    }
+  }
 }
 
 static void test_damage(const std::string& root) {
@@ -106,6 +184,13 @@ static void test_damage(const std::string& root) {
     }
     FileResult r = parse_uke_buffer(s, 0, opt);
     CHECK(r.events.key.size() == r.events.size() && r.events.dx_start.size() == r.events.size());
+    if (iter % 10 == 0) {  // the same damage parsed in pieces merges to the same
+      UkeOptions o = opt;
+      o.stop_at_first_error = iter % 20 == 0;
+      Merged whole;
+      whole.add(parse_uke_buffer(s, 0, o), o.stop_at_first_error);
+      CHECK(in_pieces(s, 1 + rng() % 200, o) == whole);
+    }
     for (int32_t k : r.events.key) CHECK(k >= 0 && static_cast<size_t>(k) < r.keys.size());
     CsvResult c = parse_csv_buffer("subject_id,time,code,numeric_value\n" + s.substr(0, 300), 2, true);
     CHECK(c.subject.size() == c.code.size());
@@ -134,6 +219,7 @@ int main(int argc, char** argv) {
   test_text();
   test_eof_mark_and_excerpt();
   test_fixtures(argv[1]);
+  test_pieces(argv[1]);
   test_damage(argv[1]);
   test_csv();
   if (failures) std::fprintf(stderr, "%d failures\n", failures);

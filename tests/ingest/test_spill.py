@@ -215,6 +215,26 @@ def test_parser_buckets_match_python_twin(tmp_path, link_by):
     assert got["bucket_rows"].sum() == got["spilled"] == ref["spilled"] > 0 and (got["bucket_rows"] > 0).sum() >= 2
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_files_in_pieces_spill_the_same(synth_folder, tmp_path, threads):
+    """Files parsed in pieces of a few KB (many per file, on the threads at once, merged in input order) give
+    the bucket files, subject_ids and counters of whole files."""
+    from claimsfm.ingest import pseudo
+
+    paths = sorted(str(p) for p in synth_folder.rglob("*.UKE"))
+    assert max(Path(p).stat().st_size for p in paths) > 20_000
+    out = {}
+    for piece_bytes in (0, 4096):
+        folder = tmp_path / f"p{piece_bytes}"
+        folder.mkdir()
+        files = [str(folder / f"bucket{b:04d}.bin") for b in range(6)]
+        raw = _native.parse_uke(paths, "insurer", True, threads, None, "", files, b"salt",
+                                pseudo.key_subject_id(b"salt"), piece_bytes)
+        out[piece_bytes] = (raw["key_sid"].tolist(), raw["stats"], raw["spilled"], raw["codes"], raw["facilities"],
+                            [Path(f).read_bytes() for f in files])
+    assert out[0] == out[4096] and out[0][2] > 10_000
+
+
 def test_parser_callback_error_is_one_runtime_error(tmp_path):
     """A failing subject_id callback stops the parse with a RuntimeError (raised after the threads join) that
     names the exception's type but not its message, which could quote the patient key."""
