@@ -4,8 +4,9 @@ writes benchmarks/results/ingest_scale.json.
 
     nice -n 5 python benchmarks/ingest_scale.py [--sizes 0.1,0.4,2] [--threads 1,2] [--root /tmp/claimsfm_scale]
                                                 [--memory-limit ""] [--identity 0.4] [--keep] [--repeat 1]
+                                                [--facilities 32]
 
-Corpora come from claimsfm.ingest.bulk (facilities x 12 months, recurring patients, ~10,000 codes),
+Corpora come from claimsfm.ingest.bulk (--facilities x 12 months, recurring patients, ~10,000 codes),
 built once per size under --root and deleted at the end unless --keep. Each ingest is a fresh
 `claimsfm ingest` process (imports included, as a user runs it); its peak RSS is the child's
 ru_maxrss from wait4. The Python reference reads each file, decodes CP932 and splits every line on
@@ -32,17 +33,18 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest_scale.json"
+FACILITIES = 32  # write_bulk's default: 384 files (x 12 months), 5 MB each at 2 GB
 SALT = "ingest-scale-benchmark"
 
 
-def corpus(root: Path, gb: float) -> list[Path]:
+def corpus(root: Path, gb: float, facilities: int = FACILITIES) -> list[Path]:
     from claimsfm.ingest.bulk import write_bulk
 
-    folder = root / f"uke_{gb:g}gb"
+    folder = root / (f"uke_{gb:g}gb" if facilities == FACILITIES else f"uke_{gb:g}gb_{facilities}f")
     files = sorted(folder.rglob("*.UKE"))
     if not files:
         t0 = time.perf_counter()
-        files = sorted(write_bulk(folder, gb * 1000, seed=0))
+        files = sorted(write_bulk(folder, gb * 1000, seed=0, facilities=facilities))
         print(f"wrote {gb:g} GB corpus in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return files
 
@@ -189,6 +191,9 @@ def main() -> None:
     ap.add_argument("--identity", type=float, default=0.4,
                     help="corpus size (GB) whose outputs are checked against the in-memory ingest (0: none)")
     ap.add_argument("--keep", action="store_true", help="keep the corpora for another run")
+    ap.add_argument("--facilities", type=int, default=FACILITIES,
+                    help="facilities of the bulk corpus (12 monthly files each): fewer make larger files, as real "
+                         "receipts of large hospitals are (the paper's ~70 GB from 32 hospitals: ~180 MB a file)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--note", default="", help="conditions of the run, kept in the JSON (e.g. the machine load)")
     ap.add_argument("--repeat", type=int, default=1,
@@ -200,7 +205,7 @@ def main() -> None:
     runs = []
     try:
         for gb in sizes:
-            files = corpus(args.root, gb)
+            files = corpus(args.root, gb, args.facilities)
             mb = sum(f.stat().st_size for f in files) / 1e6
             row = {"gb": gb, "mb": round(mb, 1), "files": len(files), "load_avg_1m_before": os.getloadavg()[0]}
             row["first_read_s"] = round(settle(files), 2)
@@ -236,6 +241,7 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(args.root, ignore_errors=True)
     result = {"benchmark": "ingest_scale", "cpu_count": os.cpu_count(), "threads": threads,
+              "facilities": args.facilities,
               "memory_limit": args.memory_limit or "default (1/8 of available RAM, at most 1 GiB)", "runs": runs,
               **summarize(runs, max(threads)), **({"note": args.note} if args.note else {})}
     text = json.dumps(result, indent=2)

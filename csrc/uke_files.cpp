@@ -236,6 +236,7 @@ UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOption
   size_t merge_file = 0, merge_piece = 0;   // the next piece to merge
   size_t unmerged = 0;                      // pieces parsed and not yet merged
   int reading = 0;                          // files being read and cut
+  size_t progress = 0;                      // pieces parsed, pieces merged and files cut: what a waiting thread awaits
   std::vector<Buffer> spare;                // file buffers not in use
   bool merging = false;
   const int threads = n == 0 ? 1 : std::max(1, opt.threads);
@@ -267,11 +268,19 @@ UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOption
         w.stopped = w.stopped || stops;  // a file stops at its first error, as if parsed whole
         ++merge_piece;
         --unmerged;
+        ++progress;
       }
       changed.notify_all();
     }
     merging = false;
     changed.notify_all();
+  };
+  // The piece the merge waits for is not handed out yet (or its file not claimed): a thread must go and parse it
+  // whatever the backlog, or every thread could wait for it (a file cut before an earlier one, whose first piece
+  // then filled the backlog, left the rest of the earlier file untaken: a livelock of notifying waiters).
+  auto frontier_open = [&] {
+    return merge_file < n && (merge_file >= next_file ||
+                              (files[merge_file].scanned && files[merge_file].taken <= merge_piece));
   };
   auto next_piece = [&]() -> std::pair<size_t, size_t> {  // the first piece not handed out, in input order
     for (size_t f = merge_file; f < next_file; ++f) {
@@ -297,6 +306,7 @@ UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOption
         w.results[k] = std::move(r);
         w.done[k] = 1;
         ++unmerged;
+        ++progress;
         if (--w.left == 0) spare.push_back(std::move(w.buf));  // the scan's views die with it: no piece is left
         changed.notify_all();
       } else if (next_file < n) {
@@ -330,10 +340,12 @@ UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOption
           w.left = w.scan.pieces.size();
         }
         w.scanned = true;
+        ++progress;
         changed.notify_all();
         continue;  // go and parse its first piece
       } else if (reading > 0) {
-        changed.wait(lock);  // a file being read may bring pieces for this thread too
+        const size_t seen = progress;  // a file being read may bring pieces for this thread too
+        changed.wait(lock, [&] { return error || progress != seen || reading == 0; });
         continue;
       } else {
         break;
@@ -341,8 +353,9 @@ UkeResult parse_uke_files(const std::vector<std::string>& paths, const UkeOption
       // Merge what is ready, unless another thread is at it; wait while too many parsed pieces wait.
       for (;;) {
         if (!merging) merge_ready(lock);
-        if (error || unmerged < kBacklog * static_cast<size_t>(threads)) break;
-        changed.wait(lock);
+        if (error || unmerged < kBacklog * static_cast<size_t>(threads) || frontier_open()) break;
+        const size_t seen = progress;
+        changed.wait(lock, [&] { return error || progress != seen; });
       }
     }
     changed.wait(lock, [&] { return !merging; });  // the last pieces: merged by a thread that is not merging now
