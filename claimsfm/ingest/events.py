@@ -19,6 +19,13 @@ US_PER_DAY = 86_400_000_000
 _ONCE_PER_SUBJECT = ("SEX//M", "SEX//F", "MEDS_BIRTH", "MEDS_DEATH")
 
 
+def subject_starts(subject: np.ndarray) -> np.ndarray:
+    """The first row of each run of one subject_id in `subject` (sorted by it): (k,) int64, empty for no rows."""
+    if not len(subject):
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(np.r_[True, subject[1:] != subject[:-1]])
+
+
 @dataclass
 class EventTable:
     """Columns of equal length; ids index the name tables. Null time / dx_start = NO_TIME."""

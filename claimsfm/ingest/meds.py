@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from claimsfm import __version__
 from claimsfm.errors import ClaimsfmError, located
-from claimsfm.ingest.events import NO_TIME, EventTable
+from claimsfm.ingest.events import NO_TIME, EventTable, subject_starts
 from claimsfm.io import arrow_array, arrow_strings, read_parquet
 from claimsfm.splits import SPLITS, split_codes
 
@@ -156,7 +156,7 @@ def _shard_bounds(subject: np.ndarray, shard_rows: int) -> list[tuple[int, int]]
     """Row ranges of at most ~shard_rows rows, cut only where a new subject starts (none for an
     empty split: its folder stays empty)."""
     n = len(subject)
-    starts = np.flatnonzero(np.r_[True, subject[1:] != subject[:-1]]) if n else np.zeros(0, np.int64)
+    starts = subject_starts(subject)
     bounds = [0]
     while bounds[-1] < n:
         target = bounds[-1] + shard_rows

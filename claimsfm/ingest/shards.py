@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from claimsfm.ingest.events import EventTable
+from claimsfm.ingest.events import EventTable, subject_starts
 from claimsfm.ingest.meds import Splits, to_arrow, write_shard
 from claimsfm.splits import SPLITS, split_codes
 
@@ -32,7 +32,7 @@ class PendingRows:
         self.ids: list = []        # each piece's subject_ids (one per subject, sorted)
         self.counts: list = []     # and each subject's rows
         self.rows = 0
-        self.like: EventTable | None = None  # an empty piece: the name tables and the subject dtype
+        self.like: EventTable | None = None  # an empty piece: its name tables
 
     def _path(self, column: str) -> Path:
         return self.folder / f"pending-{self.name}-{self.generation}.{column}.bin"
@@ -46,7 +46,7 @@ class PendingRows:
         for column, f in self.files.items():
             f.write(np.ascontiguousarray(getattr(t, column), self.dtypes[column]).data)
         s = t.subject
-        first = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+        first = subject_starts(s)
         self.ids.append(s[first])
         self.counts.append(np.diff(np.r_[first, len(s)]))
         self.rows += len(t)
@@ -132,7 +132,7 @@ class ShardWriter:
         s = t.subject  # sorted: a split per subject, looked up once per subject and not once per row
         if not len(s):
             return []
-        first = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+        first = subject_starts(s)
         counts = np.diff(np.r_[first, len(s)])
         per_subject = self.splits.of(s[first]) if self.splits is not None else split_codes(s[first])
         codes = np.repeat(per_subject, counts)

@@ -372,8 +372,8 @@ class Totals:
     def part(self, t: events.EventTable) -> tuple:
         """What `merge` adds for one piece (reads no state: worker threads call it)."""
         s = t.subject  # sorted: the first row of each subject
-        return (len(t), np.bincount(t.code, minlength=len(self.per_code)),
-                s[np.r_[True, s[1:] != s[:-1]]] if len(s) else s, meds.unused_by_store(t))
+        return (len(t), np.bincount(t.code, minlength=len(self.per_code)), s[events.subject_starts(s)],
+                meds.unused_by_store(t))
 
     def merge(self, part: tuple) -> None:
         n, per_code, subjects, u = part
